@@ -1,0 +1,173 @@
+"""`sftops` command line: one command per stage, `run` for the whole chain.
+
+Heavy libraries are imported inside the commands so that `sftops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sftops.errors import SftopsError
+
+app = typer.Typer(
+    help="sftops: instruction-tuning pipeline (ingest -> clean -> validate -> split).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("sftops")
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="Params file (embedded defaults if missing).")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a param, e.g. --set clean.max_chars=4000."),
+]
+STAGES = ("ingest", "clean", "validate", "split")
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    if not log.handlers:
+        handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
+def _load(params_file: Path, overrides: list[str] | None) -> Any:
+    from sftops.config import load_params, parse_override
+
+    return load_params(params_file, dict(parse_override(o) for o in overrides or []))
+
+
+def _fail(err: SftopsError) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+def stage_function(name: str) -> Callable[[Any], dict[str, Any]]:
+    """The `run_<stage>` edge of a stage, imported on demand."""
+    from importlib import import_module
+
+    module = import_module(f"sftops.data.{name}")
+    return getattr(module, f"run_{name}")  # type: ignore[no-any-return]
+
+
+def _run_stage(name: str, params_file: Path, overrides: list[str] | None) -> None:
+    _setup_logging()
+    try:
+        params = _load(params_file, overrides)
+        started = time.perf_counter()
+        summary = stage_function(name)(params)
+    except SftopsError as err:
+        _fail(err)
+        return
+    brief = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    log.info("%s done in %.1fs: %s", name, time.perf_counter() - started, json.dumps(brief))
+
+
+@app.command()
+def ingest(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Read every source in params (Alpaca JSON/JSONL, ShareGPT/OpenAI messages, CSV, Parquet,
+    datasets folder) into the canonical table; unreadable rows go to quarantine."""
+    _run_stage("ingest", params, set_)
+
+
+@app.command()
+def clean(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Normalise, strip HTML, scrub PII, filter, and drop exact / near duplicates."""
+    _run_stage("clean", params, set_)
+
+
+@app.command()
+def validate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Check the cleaned table against its pandera schema; quarantine failing rows."""
+    _run_stage("validate", params, set_)
+
+
+@app.command()
+def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Write train / validation / test splits, assigned by hash of the near-dup cluster."""
+    _run_stage("split", params, set_)
+
+
+@app.command()
+def run(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    prefect: Annotated[
+        bool, typer.Option(help="Run through the Prefect `data_refresh` flow (else in-process).")
+    ] = True,
+) -> None:
+    """Run every stage in order, through Prefect by default."""
+    _setup_logging()
+    try:
+        loaded = _load(params, set_)
+        if prefect:
+            from flows.data_refresh import data_refresh
+            from sftops.config import parse_override
+
+            overrides = dict(parse_override(o) for o in set_ or [])
+            summaries = data_refresh(params_file=str(params), overrides=overrides)
+        else:
+            summaries = {name: stage_function(name)(loaded) for name in STAGES}
+    except SftopsError as err:
+        _fail(err)
+        return
+    _print_run_summary(summaries, loaded)
+
+
+def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="sftops data stages")
+    table.add_column("stage")
+    table.add_column("rows in", justify="right")
+    table.add_column("rows out", justify="right")
+    table.add_column("quarantined", justify="right")
+    ingest_s, clean_s, valid_s, split_s = (summaries[s] for s in STAGES)
+    table.add_row(
+        "ingest",
+        str(ingest_s["rows_read"]),
+        str(ingest_s["rows_ingested"]),
+        str(ingest_s["rows_quarantined"]),
+    )
+    table.add_row(
+        "clean",
+        str(clean_s["rows_in"]),
+        str(clean_s["rows_kept"]),
+        str(clean_s["rows_quarantined"]),
+    )
+    table.add_row(
+        "validate",
+        str(valid_s["rows_in"]),
+        str(valid_s["rows_valid"]),
+        str(valid_s["rows_quarantined"]),
+    )
+    by_split = ", ".join(f"{k} {v}" for k, v in split_s["rows_by_split"].items())
+    table.add_row("split", str(split_s["rows"]), by_split, "0")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"Reports: {params.paths.reports_dir}/  quarantine: {params.paths.quarantine_dir}/  "
+        f"splits: {params.paths.splits_dir}/"
+    )
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except SftopsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,277 @@
+"""One typed model of params.yaml, used by the CLI, the DVC stages and the Prefect flows.
+
+Every section is a pydantic model with ``extra="forbid"`` so a misspelt key is an error, and
+field descriptions double as CLI help and the Prefect UI form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sftops.errors import ConfigError
+
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
+SplitName = Literal["train", "validation", "test"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsParams(Section):
+    """Where each stage reads and writes; dvc.yaml interpolates these, so they are declared once."""
+
+    ingested: str = Field(
+        "data/interim/ingested.parquet", description="Canonical table after ingest."
+    )
+    cleaned: str = Field("data/interim/cleaned.parquet", description="Table after cleaning.")
+    validated: str = Field(
+        "data/interim/validated.parquet", description="Rows that passed the schema."
+    )
+    splits_dir: str = Field(
+        "data/splits", description="Folder of train/validation/test parquet files."
+    )
+    quarantine_dir: str = Field("data/quarantine", description="Rejected rows with their reason.")
+    reports_dir: str = Field("reports", description="Stage reports (JSON + markdown).")
+
+    def quarantine(self, stage: str) -> Path:
+        return Path(self.quarantine_dir) / f"{stage}.jsonl"
+
+    def report(self, stage: str, suffix: str = "json") -> Path:
+        return Path(self.reports_dir) / f"{stage}_report.{suffix}"
+
+    def split(self, name: SplitName) -> Path:
+        return Path(self.splits_dir) / f"{name}.parquet"
+
+
+class SourceParams(Section):
+    path: str = Field(description="File or folder to read.")
+    name: str | None = Field(None, description="Source name recorded per row (default: file stem).")
+    format: SourceFormat = Field("auto", description="Input format; auto-detected from content.")
+    weight: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0,
+        description="Mixture weight: the fraction of this source's rows kept, chosen by row hash "
+        "(deterministic). Upsampling belongs to training, so weights are at most 1.",
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Map canonical field -> column in this source, e.g. {instruction: prompt}.",
+    )
+
+
+class IngestParams(Section):
+    sources: list[SourceParams] = Field(
+        default_factory=lambda: [
+            SourceParams(path="data/sample/alpaca_en.json"),
+            SourceParams(path="data/sample/alpaca_zh.jsonl"),
+            SourceParams(path="data/sample/chat_sharegpt.jsonl"),
+            SourceParams(path="data/sample/reviews.csv"),
+        ],
+        min_length=1,
+        description="Input files; each may set its format, mixture weight and column mapping.",
+    )
+    max_field_chars: int = Field(
+        200_000, ge=1, description="Fields longer than this are quarantined at ingest."
+    )
+
+
+class NearDedupParams(Section):
+    enabled: bool = Field(True, description="Remove near duplicates with MinHash LSH.")
+    threshold: float = Field(0.6, gt=0, le=1, description="Jaccard similarity threshold.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
+    word_ngram: int = Field(2, ge=1, description="Word shingle size for space-separated text.")
+    char_ngram: int = Field(2, ge=1, description="Character shingle size for CJK text.")
+    drop: bool = Field(
+        True,
+        description="Drop all but the first row of each cluster; false keeps them, tagged with a "
+        "shared cluster_id so that split keeps each cluster within one split.",
+    )
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> NearDedupParams:
+        if self.num_perm % 8:
+            raise ValueError("num_perm must be a multiple of 8 (LSH bands must divide it)")
+        return self
+
+
+class CleanParams(Section):
+    normalize_unicode: bool = Field(True, description="NFKC (full-width -> half-width) etc.")
+    strip_html: bool = Field(True, description="Remove HTML tags outside code blocks.")
+    scrub_pii: bool = Field(True, description="Replace PII with typed placeholders like [EMAIL].")
+    pii_kinds: list[Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]] = Field(
+        default_factory=lambda: ["email", "phone", "ip", "credit_card", "api_key", "cn_id"],
+        description="Kinds of PII to scrub.",
+    )
+    min_instruction_chars: int = Field(2, ge=0, description="Shorter instructions are dropped.")
+    min_output_chars: int = Field(1, ge=0, description="Shorter outputs are dropped.")
+    max_chars: int = Field(8000, ge=1, description="Rows longer than this (all turns) are dropped.")
+    max_repetition: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Drop rows whose duplicated word-trigram fraction exceeds this.",
+    )
+    min_alnum_ratio: float = Field(
+        0.3, ge=0, le=1, description="Drop rows whose letters/digits (CJK included) are rarer."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en", "zh"], description="ISO 639-1 codes of languages to keep."
+    )
+    to_simplified: bool = Field(True, description="Convert traditional Chinese to simplified.")
+    exact_dedup: bool = Field(True, description="Drop exact duplicates of normalised text.")
+    near_dedup: NearDedupParams = Field(default_factory=NearDedupParams)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> CleanParams:
+        if self.min_instruction_chars > self.max_chars:
+            raise ValueError("min_instruction_chars must not exceed max_chars")
+        return self
+
+
+class ValidateParams(Section):
+    max_invalid_fraction: float = Field(
+        0.05, ge=0, le=1, description="Fail the stage when more than this fraction is invalid."
+    )
+    labels: list[str] = Field(
+        default_factory=lambda: [
+            "positive",
+            "negative",
+            "sports",
+            "politics",
+            "technology",
+            "business",
+        ],
+        description="Allowed labels for classification rows.",
+    )
+
+
+class SplitParams(Section):
+    validation: float = Field(0.1, ge=0, lt=1, description="Fraction of rows for validation.")
+    test: float = Field(0.1, ge=0, lt=1, description="Fraction of rows for test.")
+    salt: str = Field("sftops", description="Hash salt; change it to draw a different split.")
+
+    @model_validator(mode="after")
+    def _leaves_train(self) -> SplitParams:
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be < 1 so that train is not empty")
+        return self
+
+
+class Params(Section):
+    """Everything a run needs; one section per stage."""
+
+    paths: PathsParams = Field(default_factory=PathsParams)  # type: ignore[arg-type]
+    ingest: IngestParams = Field(default_factory=IngestParams)  # type: ignore[arg-type]
+    clean: CleanParams = Field(default_factory=CleanParams)  # type: ignore[arg-type]
+    validate_: ValidateParams = Field(
+        default_factory=ValidateParams,  # type: ignore[arg-type]
+        alias="validate",
+        description="Schema validation.",
+    )
+    split: SplitParams = Field(default_factory=SplitParams)  # type: ignore[arg-type]
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "greater_than_equal":
+        return f"must be ≥ {ctx['ge']}"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']}"
+    if kind == "less_than":
+        return f"must be < {ctx['lt']}"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def parse_params(raw: dict[str, Any], origin: str = "params.yaml") -> Params:
+    """Validate a params mapping; a problem becomes one ConfigError line naming the key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(
+            _describe(dict(first)) + more, file=origin, key=_location(tuple(first["loc"]))
+        ) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``{"clean.min_output_chars": 3}``) in a nested mapping, returning a copy.
+
+    >>> apply_overrides({"a": {"b": 1}}, {"a.b": 2, "a.c": 3})
+    {'a': {'b': 2, 'c': 3}}
+    """
+    import copy
+
+    result = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError("cannot set a key inside a non-mapping value", key=dotted)
+        node[leaf] = value
+    return result
+
+
+def load_params(
+    path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict[str, Any] | None = None
+) -> Params:
+    """Read params.yaml (embedded defaults if the file does not exist) and apply overrides."""
+    path = Path(path)
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            row = mark.line + 1 if mark is not None else None
+            raise ConfigError(
+                f"not valid YAML ({getattr(err, 'problem', err)})", file=path, row=row
+            )
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError("top level must be a mapping of sections", file=path)
+        raw = loaded or {}
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return parse_params(raw, origin=str(path))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"clean.max_chars=500"`` -> ``("clean.max_chars", 500)`` with the value read as YAML.
+
+    >>> parse_override("split.test=0.2")
+    ('split.test', 0.2)
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return key.strip(), yaml.safe_load(value)

@@ -1,0 +1,121 @@
+"""Exact and near-duplicate detection.
+
+Near duplicates: MinHash signatures from rensa (Rust), then LSH banding and union-find done with
+numpy over the whole signature matrix, so a million rows cost no Python loop per row pair.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+from scipy.integrate import quad
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from sftops.text import shingles
+
+_NON_WORD_RE = re.compile(r"[\W_]+")
+MINHASH_SEED = 1234
+
+
+def dedup_key(text: str) -> str:
+    """Hash of the text with case, whitespace and punctuation removed (after NFKC upstream).
+
+    >>> dedup_key("Hello,  World!") == dedup_key("hello world")
+    True
+    >>> dedup_key("你好，世界") == dedup_key("你好世界")
+    True
+    """
+    core = _NON_WORD_RE.sub("", text.lower())
+    return hashlib.blake2b(core.encode(), digest_size=8).hexdigest()
+
+
+def first_occurrence_of(keys: Sequence[str]) -> np.ndarray:
+    """Index of the first row with the same key, per row (a row that is first maps to itself).
+
+    >>> first_occurrence_of(["a", "b", "a"]).tolist()
+    [0, 1, 0]
+    """
+    first: dict[str, int] = {}
+    return np.fromiter((first.setdefault(k, i) for i, k in enumerate(keys)), dtype=np.int64)
+
+
+@cache
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """Bands and rows per band minimising false positives + false negatives at ``threshold``
+    (the weighting datasketch uses), restricted to bands that divide ``num_perm``.
+
+    >>> lsh_bands(0.6, 128)
+    (16, 8)
+    """
+
+    def false_positive(b: int, r: int) -> float:
+        return quad(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold)[0]
+
+    def false_negative(b: int, r: int) -> float:
+        return quad(lambda s: 1 - (1 - (1 - s**r) ** b), threshold, 1.0)[0]
+
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        if num_perm % bands:
+            continue
+        rows = num_perm // bands
+        error = 0.5 * false_positive(bands, rows) + 0.5 * false_negative(bands, rows)
+        if error < best_error:
+            best, best_error = (bands, rows), error
+    return best
+
+
+def minhash_signatures(texts: Sequence[str], num_perm: int, word_n: int, char_n: int) -> np.ndarray:
+    """A (rows, num_perm) uint32 MinHash matrix over word or character shingles."""
+    from rensa import RMinHash
+
+    token_sets = [sorted(shingles(t, word_n, char_n)) or [""] for t in texts]
+    digests = RMinHash.digests_from_token_sets(token_sets, num_perm, MINHASH_SEED)
+    return np.asarray(digests, dtype=np.uint32).reshape(len(texts), num_perm)
+
+
+def near_duplicate_representatives(
+    signatures: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the first row (lowest index) of its near-duplicate cluster, and the
+    estimated Jaccard similarity to the row it was linked through.
+
+    Rows sharing an LSH band bucket are linked to the bucket's first row when their MinHash
+    agreement (the Jaccard estimate) reaches ``threshold``; clusters are the connected components.
+    """
+    n, num_perm = signatures.shape
+    representative = np.arange(n)
+    if n < 2:
+        return representative, np.ones(n)
+    similarity = np.zeros(n)
+    bands, rows = lsh_bands(threshold, num_perm)
+    sources, targets = [], []
+    for band in range(bands):
+        block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
+        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
+        _, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        head = first_index[inverse]
+        candidates = np.nonzero(head != np.arange(n))[0]
+        if candidates.size == 0:
+            continue
+        agreement = (signatures[candidates] == signatures[head[candidates]]).mean(axis=1)
+        linked = agreement >= threshold
+        sources.append(candidates[linked])
+        targets.append(head[candidates[linked]])
+        np.maximum.at(similarity, candidates[linked], agreement[linked])
+    if not sources:
+        return representative, np.ones(n)
+    src, dst = np.concatenate(sources), np.concatenate(targets)
+    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # The representative of a component is its lowest row index.
+    lowest = np.full(labels.max() + 1, n)
+    np.minimum.at(lowest, labels, np.arange(n))
+    representative = lowest[labels]
+    similarity[representative == np.arange(n)] = 1.0
+    return representative, similarity

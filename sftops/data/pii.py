@@ -1,0 +1,376 @@
+"""Regex-based PII detection and scrubbing for instruction-tuning text (English and Chinese).
+
+Every hit is replaced by a typed placeholder:
+
+========================  =================
+kind                      placeholder
+========================  =================
+``api_key``               ``[API_KEY]``
+``email``                 ``[EMAIL]``
+``cn_id``                 ``[CN_ID]``
+``credit_card``           ``[CREDIT_CARD]``
+``phone``                 ``[PHONE]``
+``ip``                    ``[IP]``
+========================  =================
+
+Kinds are always applied in the order above (whatever order the caller names them in), so that
+longer, more specific tokens are replaced before the shorter digit patterns could split them.
+
+Design notes:
+
+* ``\\b`` is useless between CJK characters and digits (both are ``\\w``), so every digit pattern
+  is delimited with ASCII lookarounds such as ``(?<![0-9A-Za-z_])`` / ``(?![0-9A-Za-z_])``; the
+  lookarounds also stop a pattern from starting or ending inside a longer digit run, so e.g. a
+  phone number is never carved out of a Luhn-invalid card number or a wrong-checksum ID.
+* Only ASCII digits ``0-9`` are recognised (full-width digits such as ``１３８`` are not).
+* Credit cards must pass the Luhn check and Chinese IDs the ISO 7064 MOD 11-2 check; a
+  candidate failing its check is left alone.
+* Placeholders contain no digits, ``@`` or key prefixes, so scrubbing is idempotent.
+* A combined pre-check regex (``_may_contain_pii``) rejects texts that cannot contain any PII
+  (no ``@``, no digit run of length 7, no key prefix...), which makes the common case cheap.
+
+All functions are pure: no I/O, no global state besides the precompiled patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+__all__ = ["PII_KINDS", "PLACEHOLDERS", "cn_id_valid", "luhn_valid", "scrub_many", "scrub_pii"]
+
+PII_KINDS: tuple[str, ...] = ("email", "phone", "ip", "credit_card", "api_key", "cn_id")
+
+PLACEHOLDERS: dict[str, str] = {
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "ip": "[IP]",
+    "credit_card": "[CREDIT_CARD]",
+    "api_key": "[API_KEY]",
+    "cn_id": "[CN_ID]",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Checksums
+# ---------------------------------------------------------------------------------------------
+
+_CN_ID_WEIGHTS: tuple[int, ...] = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CN_ID_CHECK_CHARS = "10X98765432"
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def luhn_valid(digits: str) -> bool:
+    """Return True if ``digits`` passes the Luhn (mod 10) checksum.
+
+    Single spaces and dashes are ignored; any other non-ASCII-digit character, or an empty
+    string, gives False.
+
+    >>> luhn_valid("4111 1111 1111 1111")
+    True
+    >>> luhn_valid("4111111111111112")
+    False
+    >>> luhn_valid("")
+    False
+    """
+    s = digits.replace(" ", "").replace("-", "")
+    if not s or not _ASCII_DIGITS.issuperset(s):
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(s)):
+        d = ord(ch) - 48
+        if i & 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def cn_id_valid(candidate: str) -> bool:
+    """Return True if ``candidate`` is a well-formed 18-character Chinese resident ID number.
+
+    Checks: 17 ASCII digits followed by a digit or ``X``/``x``; a birth date ``YYYYMMDD`` at
+    positions 7-14 with year 1900-2099, month 01-12 and day 01-31; and the ISO 7064 MOD 11-2
+    check character.
+
+    >>> cn_id_valid("11010519491231002X")
+    True
+    >>> cn_id_valid("110105194912310021")  # wrong check character
+    False
+    >>> cn_id_valid("11010519491331002X")  # month 13
+    False
+    """
+    if len(candidate) != 18:
+        return False
+    body, check = candidate[:17], candidate[17].upper()
+    if not _ASCII_DIGITS.issuperset(body) or check not in _CN_ID_CHECK_CHARS:
+        return False
+    year, month, day = int(body[6:10]), int(body[10:12]), int(body[12:14])
+    if not (1900 <= year <= 2099 and 1 <= month <= 12 and 1 <= day <= 31):
+        return False
+    total = sum(int(c) * w for c, w in zip(body, _CN_ID_WEIGHTS, strict=True))
+    return _CN_ID_CHECK_CHARS[total % 11] == check
+
+
+# ---------------------------------------------------------------------------------------------
+# Patterns (precompiled at import time)
+# ---------------------------------------------------------------------------------------------
+
+# Digit-run boundaries that also work next to CJK characters (unlike \b). The second
+# lookbehind / lookahead keep us out of decimals and dotted / dashed digit sequences.
+_DLB = r"(?<![0-9A-Za-z_+])(?<![0-9][.-])"
+_DLA = r"(?![0-9A-Za-z_])(?![.-][0-9])"
+
+_API_KEY_RE = re.compile(
+    r"""
+    (?<![A-Za-z0-9_-])
+    (?:
+        (?P<tok>
+            sk-(?:proj-)?[A-Za-z0-9_-]{20,}
+          | AKIA[0-9A-Z]{16}
+          | gh[pousr]_[A-Za-z0-9]{20,}
+          | github_pat_[A-Za-z0-9_]{20,}
+          | xox[baprs]-[A-Za-z0-9-]{10,}
+          | AIza[0-9A-Za-z_-]{35}
+        )
+        (?![A-Za-z0-9_-])
+      | (?P<bearer_kw>(?i:bearer)[ \t]+)
+        (?P<bearer_val>[A-Za-z0-9._~+/=-]{20,})
+        (?![A-Za-z0-9._~+/=-])
+    )
+    | (?<![A-Za-z0-9])
+      (?P<assign_kw>
+        (?i:
+            (?:x-)?api[_-]?key | api[_-]?secret | secret[_-]?key | client[_-]?secret
+          | private[_-]?key | (?:access|auth|refresh)[_-]?token
+        )
+        ["']?[ \t]*[:=][ \t]*["']?
+      )
+      (?=[A-Za-z_./+=-]*[0-9])              # value must contain a digit (skips YOUR_API_KEY)
+      (?P<assign_val>[A-Za-z0-9_./+=-]{12,})
+      (?![A-Za-z0-9_./+=(\[-])              # ...and must not be code: os.getenv(, self.x[
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+_EMAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+-])"
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+    r"(?![A-Za-z0-9-])"
+)
+
+_CN_ID_RE = re.compile(
+    _DLB + r"[1-9][0-9]{5}(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r"[0-9]{3}[0-9Xx]" + _DLA
+)
+
+_CREDIT_CARD_RE = re.compile(
+    _DLB
+    + r"""
+    (?:
+        [0-9]{13,19}                                                  # contiguous
+      | [0-9]{4}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}  # 4-4-4-(1..4)
+        (?:(?P=s1)[0-9]{1,3})?                                        #   (-1..3): up to 19
+      | [0-9]{4}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5}                 # Amex / Diners 4-6-5
+    )
+    """
+    + _DLA,
+    re.VERBOSE,
+)
+
+_PHONE_RE = re.compile(
+    r"(?<![0-9A-Za-z_+])(?<![0-9][.-])"
+    + r"""
+    (?:
+        (?:\+?86[ -]?)?1[3-9][0-9](?:[0-9]{8}|(?P<cs>[ -])[0-9]{4}(?P=cs)[0-9]{4})   # CN mobile
+      | 0[1-9][0-9]{1,2}-[2-9][0-9]{6,7}                                         # CN landline
+      | (?P<intl>                                                                # +CC ...
+            \+[0-9]{8,15}
+          | \+[0-9]{1,3}
+            (?:[ .-]?\([0-9]{1,4}\)[ .-]?|[ .-])[0-9]{1,5}
+            (?:[ .-][0-9]{2,5}){0,4}
+        )
+      | (?:1[ .-])?                                                              # US / NANP
+        (?:
+            \([0-9]{3}\)[ ]?[0-9]{3}[ .-][0-9]{4}
+          | [0-9]{3}(?P<us>[ .-])[0-9]{3}(?P=us)[0-9]{4}
+        )
+    )
+    """
+    + _DLA,
+    re.VERBOSE,
+)
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IP_RE = re.compile(
+    rf"(?<![0-9A-Za-z_.])(?:{_OCTET}\.){{3}}{_OCTET}(?![0-9A-Za-z_]|\.[0-9])"
+    r"|(?<![0-9A-Za-z_:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![0-9A-Za-z_:])"
+)
+
+# Pre-check: every pattern above needs at least one of these features, so a text showing none
+# of them cannot contain PII. Each piece is chosen so that re can scan for it quickly (a
+# literal or small character-class first character); see _may_contain_pii.
+_PRE_DIGITS_RE = re.compile(
+    r"[+0-9](?:(?<=[0-9])"
+    r"(?:[0-9]{6}"  # cn_id, contiguous cards, CN mobile / landline
+    r"|[ .-][0-9]{3}"  # grouped cards, US / grouped CN phones
+    r"|\.[0-9]{1,3}\.[0-9])"  # IPv4
+    r"|(?<=\+)[0-9])"  # international phones
+)
+_PRE_HEX_COLON_RE = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")  # IPv6
+_PRE_PREFIX_RE = re.compile(r"sk-|gh[pousr]_|github_pat_|xox[baprs]-")  # api keys
+
+
+def _may_contain_pii(text: str) -> bool:
+    """Cheap superset test: False only if no pattern of any kind can match ``text``."""
+    if "@" in text or "AKIA" in text or "AIza" in text:
+        return True
+    if _PRE_DIGITS_RE.search(text) is not None:
+        return True
+    if ":" in text and _PRE_HEX_COLON_RE.search(text) is not None:
+        return True
+    if _PRE_PREFIX_RE.search(text) is not None:
+        return True
+    # Bearer and key assignments (matched ASCII-case-insensitively, so lower() is a superset).
+    low = text.lower()
+    return "key" in low or "token" in low or "secret" in low or "bearer" in low
+
+
+# ---------------------------------------------------------------------------------------------
+# Scrubbing
+# ---------------------------------------------------------------------------------------------
+
+
+def _normalise_kinds(kinds: Iterable[str] | str) -> frozenset[str]:
+    names = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    unknown = [k for k in names if k not in PLACEHOLDERS]
+    if unknown:
+        raise ValueError(
+            f"unknown PII kind(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(PII_KINDS)}"
+        )
+    return frozenset(names)
+
+
+def _api_key_sub(text: str, placeholder: str) -> tuple[str, int]:
+    def repl(m: re.Match[str]) -> str:
+        if m.group("tok") is not None:
+            return placeholder
+        if m.group("bearer_kw") is not None:
+            return m.group("bearer_kw") + placeholder
+        return m.group("assign_kw") + placeholder
+
+    return _API_KEY_RE.subn(repl, text)
+
+
+def _checked_sub(
+    pattern: re.Pattern[str], check: Callable[[str], bool]
+) -> Callable[[str, str], tuple[str, int]]:
+    def sub(text: str, placeholder: str) -> tuple[str, int]:
+        n = 0
+
+        def repl(m: re.Match[str]) -> str:
+            nonlocal n
+            if check(m.group()):
+                n += 1
+                return placeholder
+            return m.group()
+
+        return pattern.sub(repl, text), n
+
+    return sub
+
+
+def _intl_phone_ok(candidate: str) -> bool:
+    # E.164 allows at most 15 digits; fewer than 8 is more likely arithmetic than a number.
+    n = sum(c in _ASCII_DIGITS for c in candidate)
+    return 8 <= n <= 15
+
+
+def _phone_sub(text: str, placeholder: str) -> tuple[str, int]:
+    n = 0
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal n
+        if m.group("intl") is None or _intl_phone_ok(m.group()):
+            n += 1
+            return placeholder
+        return m.group()
+
+    return _PHONE_RE.sub(repl, text), n
+
+
+def _plain_sub(pattern: re.Pattern[str]) -> Callable[[str, str], tuple[str, int]]:
+    def sub(text: str, placeholder: str) -> tuple[str, int]:
+        return pattern.subn(placeholder, text)
+
+    return sub
+
+
+# (kind, cheap guard, substitution), in application order.
+_SCRUBBERS: tuple[tuple[str, Callable[[str], bool], Callable[[str, str], tuple[str, int]]], ...] = (
+    ("api_key", lambda t: True, _api_key_sub),
+    ("email", lambda t: "@" in t, _plain_sub(_EMAIL_RE)),
+    ("cn_id", lambda t: True, _checked_sub(_CN_ID_RE, cn_id_valid)),
+    ("credit_card", lambda t: True, _checked_sub(_CREDIT_CARD_RE, luhn_valid)),
+    ("phone", lambda t: True, _phone_sub),
+    ("ip", lambda t: "." in t or ":" in t, _plain_sub(_IP_RE)),
+)
+
+
+def _scrub(text: str, kinds: frozenset[str]) -> tuple[str, dict[str, int]]:
+    counts: dict[str, int] = {}
+    for kind, guard, sub in _SCRUBBERS:
+        if kind in kinds and guard(text):
+            text, n = sub(text, PLACEHOLDERS[kind])
+            if n:
+                counts[kind] = n
+    return text, counts
+
+
+def scrub_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> tuple[str, dict[str, int]]:
+    """Return the scrubbed text and counts per kind found (only kinds with count > 0).
+
+    ``kinds`` restricts which kinds are scrubbed (a single kind name is accepted too); kinds are
+    applied in the fixed order api_key, email, cn_id, credit_card, phone, ip. Unknown kind names
+    raise ValueError.
+
+    >>> scrub_pii("Mail bob@example.com or call (555) 123-4567.")
+    ('Mail [EMAIL] or call [PHONE].', {'email': 1, 'phone': 1})
+    >>> scrub_pii("我的手机号是13812345678。")
+    ('我的手机号是[PHONE]。', {'phone': 1})
+    >>> scrub_pii("17 plus 25 is 42; v1.2.3 costs $19.99 in 2024.")
+    ('17 plus 25 is 42; v1.2.3 costs $19.99 in 2024.', {})
+    >>> scrub_pii("bob@example.com 13812345678", kinds=["email"])
+    ('[EMAIL] 13812345678', {'email': 1})
+    """
+    wanted = _normalise_kinds(kinds)
+    if not _may_contain_pii(text):
+        return text, {}
+    return _scrub(text, wanted)
+
+
+def scrub_many(
+    texts: Sequence[str], kinds: Iterable[str] = PII_KINDS
+) -> tuple[list[str], list[dict[str, int]]]:
+    """Scrub many texts; equal to ``[scrub_pii(t, kinds) for t in texts]``, unzipped.
+
+    Fast path for large tables: ``kinds`` is validated once and a cheap combined pre-check
+    regex skips rows that cannot contain PII; the other rows are scrubbed one by one.
+
+    >>> scrub_many(["hello", "ip 10.0.0.1", "身份证11010519491231002X"])
+    (['hello', 'ip [IP]', '身份证[CN_ID]'], [{}, {'ip': 1}, {'cn_id': 1}])
+    """
+    wanted = _normalise_kinds(kinds)
+    precheck = _may_contain_pii
+    out_texts: list[str] = []
+    out_counts: list[dict[str, int]] = []
+    add_text, add_counts = out_texts.append, out_counts.append
+    for text in texts:
+        if not precheck(text):
+            add_text(text)
+            add_counts({})
+        else:
+            scrubbed, counts = _scrub(text, wanted)
+            add_text(scrubbed)
+            add_counts(counts)
+    return out_texts, out_counts

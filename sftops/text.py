@@ -1,0 +1,70 @@
+"""Small pure text utilities shared by stages (script detection, shingles)."""
+
+from __future__ import annotations
+
+import re
+
+# CJK Unified Ideographs (+ extension A, compatibility ideographs).
+HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+KANA_RE = re.compile(r"[\u3040-\u30ff]")
+HANGUL_RE = re.compile(r"[\uac00-\ud7af]")
+LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
+WORD_RE = re.compile(r"\w+")
+
+
+def has_cjk(text: str) -> bool:
+    """True when the text contains Chinese characters.
+
+    >>> has_cjk("法国的首都"), has_cjk("Paris")
+    (True, False)
+    """
+    return HAN_RE.search(text) is not None
+
+
+def script_language(text: str) -> str:
+    """A cheap guess of the language from the script: ``zh``, ``ja``, ``ko``, ``en`` or ``und``.
+
+    Latin script is reported as ``en``; the clean stage tells English from other Latin-script
+    languages with a real language detector.
+
+    >>> script_language("法国的首都是巴黎。"), script_language("The capital is Paris.")
+    ('zh', 'en')
+    >>> script_language("これは日本語です"), script_language("12345")
+    ('ja', 'und')
+    """
+    han = len(HAN_RE.findall(text))
+    kana = len(KANA_RE.findall(text))
+    hangul = len(HANGUL_RE.findall(text))
+    latin = len(LATIN_RE.findall(text))
+    if kana and kana + han >= latin:
+        return "ja"
+    if hangul and hangul >= latin:
+        return "ko"
+    # One Han character counts for about as much text as a short Latin word.
+    if han and han * 3 >= latin:
+        return "zh"
+    if latin:
+        return "en"
+    return "und"
+
+
+def shingles(text: str, word_n: int = 2, char_n: int = 2) -> set[str]:
+    """Shingles for near-duplicate detection: character n-grams when the text has Chinese
+    characters (no spaces to split on), lower-cased word n-grams otherwise.
+
+    >>> sorted(shingles("The cat sat", word_n=2))
+    ['cat sat', 'the cat']
+    >>> sorted(shingles("猫坐着", char_n=2))
+    ['坐着', '猫坐']
+    >>> shingles("Hi", word_n=3)
+    {'hi'}
+    """
+    if has_cjk(text):
+        chars = "".join(WORD_RE.findall(text.lower()))
+        if len(chars) <= char_n:
+            return {chars} if chars else set()
+        return {chars[i : i + char_n] for i in range(len(chars) - char_n + 1)}
+    words = WORD_RE.findall(text.lower())
+    if len(words) <= word_n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i : i + word_n]) for i in range(len(words) - word_n + 1)}
