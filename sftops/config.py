@@ -256,7 +256,7 @@ def load_params(
             row = mark.line + 1 if mark is not None else None
             raise ConfigError(
                 f"not valid YAML ({getattr(err, 'problem', err)})", file=path, row=row
-            )
+            ) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError("top level must be a mapping of sections", file=path)
         raw = loaded or {}

@@ -102,7 +102,9 @@ def iter_json_array(path: Path) -> Iterator[RawRecord]:
             f"malformed JSON (col {err.colno}): {err.msg}", file=path, row=err.lineno
         ) from None
     except UnicodeDecodeError as err:
-        raise InputDataError(f"not UTF-8 text (invalid byte at offset {err.start})", file=path)
+        raise InputDataError(
+            f"not UTF-8 text (invalid byte at offset {err.start})", file=path
+        ) from None
     if not isinstance(data, list):
         raise InputDataError("expected a JSON array of records at the top level", file=path)
     for index, item in enumerate(data):

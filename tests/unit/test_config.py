@@ -53,7 +53,7 @@ def test_bad_params_give_one_line_naming_the_key(
 def test_overrides_are_applied_and_validated(tmp_path: Path) -> None:
     params = load_params(tmp_path / "none.yaml", {"clean.max_chars": 100, "split.salt": "x"})
     assert params.clean.max_chars == 100 and params.split.salt == "x"
-    with pytest.raises(ConfigError, match="clean.max_chars: must be ≥ 1"):
+    with pytest.raises(ConfigError, match=r"clean\.max_chars: must be ≥ 1"):
         load_params(tmp_path / "none.yaml", {"clean.max_chars": 0})
 
 
