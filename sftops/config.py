@@ -82,7 +82,7 @@ class IngestParams(Section):
 
 class NearDedupParams(Section):
     enabled: bool = Field(True, description="Remove near duplicates with MinHash LSH.")
-    threshold: float = Field(0.6, gt=0, le=1, description="Jaccard similarity threshold.")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity threshold.")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations.")
     word_ngram: int = Field(2, ge=1, description="Word shingle size for space-separated text.")
     char_ngram: int = Field(2, ge=1, description="Character shingle size for CJK text.")

@@ -28,6 +28,7 @@ from sftops.data.dedup import (
 from sftops.data.langid import detect_languages
 from sftops.data.pii import scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
+from sftops.text import has_cjk
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 CODE_FENCE_RE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
@@ -37,7 +38,9 @@ _TAGS = (
     "kbd|li|mark|meta|ol|p|pre|s|small|span|strong|sub|sup|table|tbody|td|tfoot|th|thead|title|"
     "tr|tt|u|ul"
 )
-HTML_TAG_RE = re.compile(rf"</?(?:{_TAGS})(?:\s[^<>]*)?/?>", re.IGNORECASE)
+# Attributes must have values (`<b and c>` in prose is not a tag).
+_ATTRS = r"""(?:\s+[\w:-]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>]+))*"""
+HTML_TAG_RE = re.compile(rf"</?(?:{_TAGS}){_ATTRS}\s*/?>", re.IGNORECASE)
 HTML_BLOCK_TAG_RE = re.compile(r"<(?:br|/p|/div|/li|/tr|/h[1-6]|hr)\b[^<>]*>", re.IGNORECASE)
 HTML_DROP_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->", re.IGNORECASE | re.DOTALL)
 HTML_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
@@ -87,6 +90,22 @@ def _tidy_whitespace(part: str) -> str:
     return MANY_NEWLINES_RE.sub("\n\n", part)
 
 
+# Full-width punctuation is the correct form in Chinese text; NFKC would turn it into ASCII.
+CJK_PUNCTUATION = "，！？：；（）"
+_NOT_CJK_PUNCTUATION_RE = re.compile(f"[^{CJK_PUNCTUATION}]+")
+
+
+def nfkc(text: str) -> str:
+    """NFKC, except that Chinese text keeps its full-width punctuation.
+
+    >>> nfkc("ＡＢＣ１２３，ｘ"), nfkc("你好，ＡＢＣ！")
+    ('ABC123,x', '你好，ABC！')
+    """
+    if not has_cjk(text):
+        return unicodedata.normalize("NFKC", text)
+    return _NOT_CJK_PUNCTUATION_RE.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
+
+
 def normalise_text(text: str, unicode_nfkc: bool = True, html_strip: bool = True) -> str:
     """NFKC (full-width -> half-width), drop control / zero-width characters, strip HTML, tidy
     whitespace outside code blocks.
@@ -97,7 +116,7 @@ def normalise_text(text: str, unicode_nfkc: bool = True, html_strip: bool = True
     '```py\\n    x = 1\\n```'
     """
     if not text.isascii() and unicode_nfkc:
-        text = unicodedata.normalize("NFKC", text)
+        text = nfkc(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = CONTROL_RE.sub("", text)
     if html_strip:

@@ -20,6 +20,7 @@ from sftops.text import shingles
 
 _NON_WORD_RE = re.compile(r"[\W_]+")
 MINHASH_SEED = 1234
+FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
 
 
 def dedup_key(text: str) -> str:
@@ -46,10 +47,13 @@ def first_occurrence_of(keys: Sequence[str]) -> np.ndarray:
 
 @cache
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Bands and rows per band minimising false positives + false negatives at ``threshold``
-    (the weighting datasketch uses), restricted to bands that divide ``num_perm``.
+    """Bands and rows per band minimising the weighted false positive and false negative
+    areas at ``threshold`` (datasketch's criterion), restricted to bands dividing ``num_perm``.
 
-    >>> lsh_bands(0.6, 128)
+    False negatives weigh more: a missed pair is a duplicate kept, while a false candidate only
+    costs one signature comparison.
+
+    >>> lsh_bands(0.8, 128)
     (16, 8)
     """
 
@@ -64,7 +68,7 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
         if num_perm % bands:
             continue
         rows = num_perm // bands
-        error = 0.5 * false_positive(bands, rows) + 0.5 * false_negative(bands, rows)
+        error = FP_WEIGHT * false_positive(bands, rows) + FN_WEIGHT * false_negative(bands, rows)
         if error < best_error:
             best, best_error = (bands, rows), error
     return best
@@ -83,16 +87,16 @@ def near_duplicate_representatives(
     signatures: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each row, the first row (lowest index) of its near-duplicate cluster, and the
-    estimated Jaccard similarity to the row it was linked through.
+    estimated Jaccard similarity to that representative.
 
     Rows sharing an LSH band bucket are linked to the bucket's first row when their MinHash
-    agreement (the Jaccard estimate) reaches ``threshold``; clusters are the connected components.
+    agreement (the Jaccard estimate) reaches ``threshold``; clusters are the connected
+    components of those links (union-find), so a chain of near duplicates is one cluster.
     """
     n, num_perm = signatures.shape
     representative = np.arange(n)
     if n < 2:
         return representative, np.ones(n)
-    similarity = np.zeros(n)
     bands, rows = lsh_bands(threshold, num_perm)
     sources, targets = [], []
     for band in range(bands):
@@ -107,15 +111,12 @@ def near_duplicate_representatives(
         linked = agreement >= threshold
         sources.append(candidates[linked])
         targets.append(head[candidates[linked]])
-        np.maximum.at(similarity, candidates[linked], agreement[linked])
-    if not sources:
-        return representative, np.ones(n)
-    src, dst = np.concatenate(sources), np.concatenate(targets)
-    graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    # The representative of a component is its lowest row index.
-    lowest = np.full(labels.max() + 1, n)
-    np.minimum.at(lowest, labels, np.arange(n))
-    representative = lowest[labels]
-    similarity[representative == np.arange(n)] = 1.0
+    if sources:
+        src, dst = np.concatenate(sources), np.concatenate(targets)
+        graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        lowest = np.full(labels.max() + 1, n)
+        np.minimum.at(lowest, labels, np.arange(n))
+        representative = lowest[labels]
+    similarity = (signatures == signatures[representative]).mean(axis=1)
     return representative, similarity

@@ -25,9 +25,11 @@ Design notes:
 * Only ASCII digits ``0-9`` are recognised (full-width digits such as ``１３８`` are not).
 * Credit cards must pass the Luhn check and Chinese IDs the ISO 7064 MOD 11-2 check; a
   candidate failing its check is left alone.
-* Placeholders contain no digits, ``@`` or key prefixes, so scrubbing is idempotent.
-* A combined pre-check regex (``_may_contain_pii``) rejects texts that cannot contain any PII
-  (no ``@``, no digit run of length 7, no key prefix...), which makes the common case cheap.
+* Scrubbing is repeated until nothing changes (a replacement can expose a neighbour glued to
+  it, e.g. ``a@b.com_c@d.com``), so the output is a fixed point and scrubbing is idempotent.
+* A cheap pre-check (``_may_contain_pii``: a few substring tests and small fast regexes) rejects
+  texts that cannot contain any PII (no ``@``, no 7-digit run, no key prefix...), which makes
+  the common case cheap; it is a strict superset test, so it never changes a result.
 
 All functions are pure: no I/O, no global state besides the precompiled patterns.
 """
@@ -318,12 +320,20 @@ _SCRUBBERS: tuple[tuple[str, Callable[[str], bool], Callable[[str, str], tuple[s
 
 
 def _scrub(text: str, kinds: frozenset[str]) -> tuple[str, dict[str, int]]:
+    # Repeat until nothing changes: a replacement can expose a neighbour that a lookaround had
+    # blocked (e.g. "a@b.com_c@d.com", "13812345678+13812345678"), and the result must be a
+    # fixed point so that scrubbing is idempotent. Terminates: every replacement lowers the
+    # number of digits and "@" or (api_key, which adds neither) shortens the text.
     counts: dict[str, int] = {}
-    for kind, guard, sub in _SCRUBBERS:
-        if kind in kinds and guard(text):
-            text, n = sub(text, PLACEHOLDERS[kind])
-            if n:
-                counts[kind] = n
+    changed = True
+    while changed:
+        changed = False
+        for kind, guard, sub in _SCRUBBERS:
+            if kind in kinds and guard(text):
+                text, n = sub(text, PLACEHOLDERS[kind])
+                if n:
+                    counts[kind] = counts.get(kind, 0) + n
+                    changed = True
     return text, counts
 
 
