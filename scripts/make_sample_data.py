@@ -166,8 +166,32 @@ def arow(instruction, inp, output, task=None, label=None):
     return row
 
 
-def collect(factory, n, max_tries=20000):
-    """Call ``factory()`` until ``n`` globally-unique Alpaca rows are produced."""
+# Template rows of one family share their instruction, so two rows that differ in a single
+# filler can look like near duplicates to a MinHash/Jaccard filter.  To keep the *planted*
+# near duplicates the only ones, a candidate is rejected when its character 5-gram Jaccard
+# similarity (after NFKC + lower-casing + whitespace folding) with an accepted row of the same
+# family reaches NEAR_GUARD.
+NEAR_GUARD = 0.7
+_FAMILY_SHINGLES: dict[str, list[set[str]]] = {}
+
+
+def shingles(text: str, k: int = 5) -> set[str]:
+    t = norm(text)
+    return {t[i:i + k] for i in range(max(1, len(t) - k + 1))}
+
+
+def too_similar(family: str, text: str) -> bool:
+    sh = shingles(text)
+    for other in _FAMILY_SHINGLES.get(family, ()):
+        inter = len(sh & other)
+        if inter and inter / (len(sh) + len(other) - inter) >= NEAR_GUARD:
+            return True
+    _FAMILY_SHINGLES.setdefault(family, []).append(sh)
+    return False
+
+
+def collect(factory, n, max_tries=50000):
+    """Call ``factory()`` until ``n`` unique, mutually dissimilar Alpaca rows are produced."""
     rows = []
     tries = 0
     while len(rows) < n:
@@ -175,8 +199,13 @@ def collect(factory, n, max_tries=20000):
         if tries > max_tries:
             raise RuntimeError(f"could not produce {n} unique rows from {factory.__name__}")
         r = factory()
-        if claim(alpaca_key(r)):
-            rows.append(r)
+        key = alpaca_key(r)
+        if key in _SEEN:
+            continue
+        if too_similar(r["instruction"], " ".join([r["instruction"], r["input"], r["output"]])):
+            continue
+        claim(key)
+        rows.append(r)
     return rows
 
 
@@ -430,11 +459,12 @@ def en_summaries():
         years = rng.randint(4, 25)
         prize = rng.choice([10, 20, 25, 50, 75, 100])
         month = rng.choice(MONTHS)
-        p = (f"{first} {last}, a {prof} from {city}, has won the {award} for {pos} work on {topic}. "
+        art = "an" if prof[0] in "aeiou" else "a"
+        p = (f"{first} {last}, {art} {prof} from {city}, has won the {award} for {pos} work on {topic}. "
              f"{cap_first(pro)} spent {years} years studying the subject before publishing {pos} "
              f"findings. The prize, which includes {prize} thousand dollars, will be presented at a "
              f"ceremony in {month}. Colleagues described {last} as patient and generous.")
-        s = f"{first} {last}, a {prof} from {city}, won the {award} for work on {topic}."
+        s = f"{first} {last}, {art} {prof} from {city}, won the {award} for work on {topic}."
         return arow(instr, p, s, "summarization")
 
     def t3():
@@ -1107,8 +1137,10 @@ def collect_chats(factory, n, lang, system_p):
         if tries > 20000:
             raise RuntimeError("chat generation stuck")
         turns = factory()
-        if not claim(chat_key(turns)):
+        key = chat_key(turns)
+        if key in _SEEN or too_similar("chat", " ".join(u + " " + a for u, a in turns)):
             continue
+        claim(key)
         system = None
         if rng.random() < system_p:
             system = rng.choice(EN_SYSTEMS if lang == "en" else ZH_SYSTEMS)
