@@ -197,7 +197,7 @@ def collect(factory, n, max_tries=50000):
     while len(rows) < n:
         tries += 1
         if tries > max_tries:
-            raise RuntimeError(f"could not produce {n} unique rows from {factory.__name__}")
+            raise RuntimeError(f"could not produce {n} unique rows from {factory.__name__} (got {len(rows)})")
         r = factory()
         key = alpaca_key(r)
         if key in _SEEN:
@@ -249,7 +249,7 @@ def en_arith():
             c = a * b
         return arow(f"What is {a} {op} {b}?", "", f"{a} {op} {b} is {c}.", "qa")
 
-    return collect(f, 100)
+    return collect(f, 110)
 
 
 EN_UNITS = [  # (from, to, factor)
@@ -566,13 +566,19 @@ def en_rewrites():
                     ("didn't", "did not"), ("couldn't", "could not"), ("shouldn't", "should not")]
     comps = ["attend the meeting tomorrow", "sign the contract", "finish the report today",
              "reply to every email", "change the schedule", "approve the budget",
-             "share the results yet", "book the conference room"]
+             "share the results yet", "book the conference room", "visit the factory in March",
+             "accept late applications", "refund the deposit", "hire extra staff this summer",
+             "print forty copies", "move the servers", "lend you my notes", "explain the delay",
+             "lower the ticket prices", "cancel the Paris trip", "deliver the parcels by noon",
+             "repaint the lobby", "renew the lease", "install the update on Friday",
+             "join the video call", "pay the invoice twice", "open a second branch",
+             "translate the manual", "recommend this supplier", "extend the deadline"]
 
     def formal():
         s = rng.choice(["I", "We", "They", "You"])
         c, full = rng.choice(contractions)
         comp = rng.choice(comps)
-        return arow("Make this sentence more formal by expanding the contractions.",
+        return arow("Make this sentence formal by expanding contractions.",
                     f"{s} {c} {comp}.", f"{s} {full} {comp}.", "rewrite")
 
     rows += collect(formal, 25)
@@ -595,42 +601,46 @@ TECHS = ["AI", "quantum", "solar", "battery", "memory", "graphics"]
 
 
 def en_topics():
-    instr = ("Classify the topic of the following news headline. "
-             "Answer with one word: sports, politics, technology or business.")
+    instr = "Classify this headline as sports, politics, technology or business."
+    c = rng.choice
     sports = [
-        lambda: f"{rng.choice(TEAMS)} beat {rng.choice(TEAMS)} {rng.randint(2, 5)}-{rng.randint(0, 1)} to reach the cup final",
-        lambda: f"{rng.choice(ATHLETES)} breaks national record in the {rng.choice(['100 metres', 'marathon', 'long jump', '400 metres', 'high jump'])}",
-        lambda: f"Injury rules {rng.choice(ATHLETES)} out of next week's championship",
-        lambda: f"{rng.choice(TEAMS)} sign new goalkeeper ahead of the {rng.randint(2025, 2027)} season",
-        lambda: f"{rng.choice(ATHLETES)} wins gold at the world {rng.choice(['swimming', 'cycling', 'rowing', 'skiing'])} championships",
+        lambda: f"{c(TEAMS)} beat {c(TEAMS)} {rng.randint(2, 5)}-{rng.randint(0, 1)} in {c(['a thrilling', 'a rainy', 'a tense', 'a one-sided'])} {c(['cup final', 'derby', 'semi-final', 'league opener'])}",
+        lambda: f"{c(ATHLETES)} breaks {c(['national', 'world', 'European', 'Olympic'])} record in the {c(['100 metres', 'marathon', 'long jump', '400 metres', 'high jump'])}",
+        lambda: f"{c(['Knee', 'Ankle', 'Shoulder', 'Back'])} injury rules {c(ATHLETES)} out of {c(['the tennis open', 'the title decider', 'the world cup', 'the final race'])}",
+        lambda: f"{c(TEAMS)} {c(['sign', 'release', 'loan out'])} {c(['veteran', 'young', 'record-breaking'])} {c(['goalkeeper', 'striker', 'defender', 'coach'])}",
+        lambda: f"{c(ATHLETES)} wins {c(['gold', 'silver', 'bronze'])} at {c(['the swimming', 'the cycling', 'the rowing', 'the skiing'])} championships in {c(EN_CITIES)}",
+        lambda: f"{c(['Fans celebrate', 'Stadium erupts', 'Coach resigns', 'Captain apologises'])} after {c(TEAMS)} {c(['lose on penalties', 'win the title', 'draw 0-0', 'miss out on promotion'])}",
     ]
     politics = [
-        lambda: f"Parliament votes on new {rng.choice(POLICIES)} bill",
-        lambda: f"Voters in {rng.choice(REGIONS)} head to the polls for local elections",
-        lambda: f"Senate committee debates {rng.choice(POLICIES)} reform",
-        lambda: f"Opposition leader calls for inquiry into {rng.choice(POLICIES)} spending",
-        lambda: f"Prime minister names new {rng.choice(POLICIES)} minister in cabinet reshuffle",
+        lambda: f"{c(['Parliament', 'The senate', 'Lawmakers', 'The upper house'])} {c(['votes on', 'rejects', 'passes', 'delays'])} {c(POLICIES)} bill",
+        lambda: f"Voters in {c(REGIONS)} {c(['head to the polls', 'choose a new governor', 'reject the referendum', 'elect a mayor'])}",
+        lambda: f"{c(['Senate committee', 'Cabinet', 'Ruling coalition', 'Parliamentary panel'])} {c(['debates', 'agrees on', 'splits over'])} {c(POLICIES)} reform",
+        lambda: f"Opposition {c(['leader', 'party', 'lawmakers'])} {c(['demand', 'call for', 'push for'])} {c(['an inquiry into', 'a vote on', 'cuts to'])} {c(POLICIES)} spending",
+        lambda: f"Prime minister names new {c(POLICIES)} minister after {c(['cabinet reshuffle', 'surprise resignation', 'election defeat', 'party revolt'])}",
+        lambda: f"{c(['President', 'Foreign minister', 'Mayor', 'Governor'])} {c(['visits', 'meets leaders in', 'signs a treaty in', 'opens an embassy in'])} {c(EN_CITIES)}",
     ]
     tech = [
-        lambda: f"Researchers develop faster {rng.choice(TECHS)} chip",
-        lambda: f"New software update fixes {rng.randint(3, 40)} security bugs in popular browser",
-        lambda: f"Startup launches open-source tool for {rng.choice(['translating code', 'testing apps', 'editing photos', 'managing servers'])}",
-        lambda: f"{rng.choice(PRODUCTS)} smartphone gets {rng.choice(['satellite messaging', 'a foldable screen', 'a faster processor', 'a week-long battery'])}",
-        lambda: f"Engineers build a robot that can {rng.choice(['climb stairs', 'sort recycling', 'pick fruit', 'fold laundry'])}",
+        lambda: f"{c(['Researchers', 'Engineers', 'A university lab', 'A startup'])} {c(['develop', 'unveil', 'test'])} {c(['faster', 'cheaper', 'greener', 'smaller'])} {c(TECHS)} chip",
+        lambda: f"Software update fixes {rng.randint(3, 40)} security {c(['bugs', 'holes', 'flaws'])} in {c(['popular browser', 'office suite', 'mobile operating system', 'video app'])}",
+        lambda: f"{c(['Startup', 'Tech giant', 'Student team'])} launches open-source tool for {c(['translating code', 'testing apps', 'editing photos', 'managing servers', 'reading scans'])}",
+        lambda: f"{c(PRODUCTS)} {c(['smartphone', 'laptop', 'tablet', 'smartwatch'])} gets {c(['satellite messaging', 'a foldable screen', 'a faster processor', 'a week-long battery'])}",
+        lambda: f"{c(['Engineers', 'Scientists', 'Students'])} build a robot that can {c(['climb stairs', 'sort recycling', 'pick fruit', 'fold laundry', 'inspect pipes'])}",
+        lambda: f"{c(['New', 'Open', 'Experimental'])} {c(['AI model', 'search engine', 'programming language', 'web standard'])} {c(['speeds up', 'simplifies', 'secures'])} {c(['online shopping', 'video calls', 'cloud storage', 'app development'])}",
     ]
     business = [
-        lambda: f"{company()[0]} shares rise {rng.randint(2, 25)} percent after strong quarterly earnings",
-        lambda: f"{company()[0]} to cut {rng.choice([100, 250, 400, 900, 1200])} jobs amid falling sales",
-        lambda: f"Retail sales grow {rng.randint(1, 9)} percent in {rng.choice(MONTHS)}",
-        lambda: f"{company()[0]} agrees to buy rival for {rng.randint(50, 900)} million dollars",
-        lambda: f"Central bank holds interest rates at {rng.randint(1, 6)} percent",
+        lambda: f"{company()[0]} shares {c(['rise', 'jump', 'fall', 'slide'])} {rng.randint(2, 25)} percent after {c(['quarterly earnings', 'profit warning', 'merger talks', 'sales report'])}",
+        lambda: f"{company()[0]} to {c(['cut', 'add', 'relocate'])} {c([100, 250, 400, 900, 1200])} jobs {c(['amid falling sales', 'after record profits', 'as demand grows'])}",
+        lambda: f"{c(['Retail sales', 'Exports', 'Car sales', 'Online sales'])} {c(['grow', 'shrink'])} {rng.randint(1, 9)} percent in {c(MONTHS)}",
+        lambda: f"{company()[0]} agrees to buy {company()[0]} for {rng.randint(50, 900)} million dollars",
+        lambda: f"Central bank {c(['holds', 'raises', 'cuts'])} interest rates {c(['to fight inflation', 'as growth slows', 'for a third month', 'despite weak jobs data'])}",
+        lambda: f"{c(['Oil', 'Coffee', 'Copper', 'Wheat'])} prices {c(['hit a five-year high', 'drop sharply', 'stabilise'])} as {c(['supply tightens', 'demand weakens', 'traders wait'])}",
     ]
     rows = []
     for label, fams in (("sports", sports), ("politics", politics), ("technology", tech),
                         ("business", business)):
         def f(fams=fams, label=label):
             return arow(instr, rng.choice(fams)() + ".", label, "classification", label)
-        rows += collect(f, 16)
+        rows += collect(f, 15)
     return rows
 
 
@@ -662,7 +672,7 @@ def zh_arith():
             c = a * b
         return arow(f"{a}{op}{b}等于多少？", "", f"{a}{op}{b}等于{c}。", "qa")
 
-    return collect(f, 70)
+    return collect(f, 80)
 
 
 ZH_UNITS = [("米", "厘米", 100), ("千米", "米", 1000), ("小时", "分钟", 60), ("分钟", "秒", 60),
@@ -828,28 +838,38 @@ ZH_TOPIC_LABELS = {"sports": "体育", "politics": "政治", "technology": "科�
 
 
 def zh_topics():
-    instr = "判断下面新闻标题的类别，只回答体育、政治、科技或财经。"
+    instr = "判断新闻标题的类别（体育、政治、科技、财经）。"
+    c = rng.choice
     teams = ["江城队", "海港队", "山城队", "北方狼队", "东湖队", "星火队"]
+    policy = ["住房", "教育", "医疗", "交通", "养老", "环保"]
     fams = {
         "sports": [
-            lambda: f"{rng.choice(teams)}以{rng.randint(2, 5)}比{rng.randint(0, 1)}战胜{rng.choice(teams)}晋级决赛",
-            lambda: f"{rng.choice(ZH_NAMES)}打破全国{rng.choice(['百米', '跳远', '马拉松', '跳高'])}纪录",
-            lambda: f"{rng.choice(ZH_NAMES)}在世界{rng.choice(['游泳', '自行车', '赛艇', '滑雪'])}锦标赛上夺得金牌",
+            lambda: f"{c(teams)}{c(['客场', '主场', '加时赛中'])}以{rng.randint(2, 5)}比{rng.randint(0, 1)}{c(['战胜', '击败', '逆转'])}{c(teams)}",
+            lambda: f"{c(ZH_NAMES)}{c(['打破', '刷新', '追平'])}{c(['全国', '亚洲', '世界'])}{c(['百米', '跳远', '马拉松', '跳高'])}纪录",
+            lambda: f"{c(ZH_NAMES)}在{c(ZH_CITIES)}举行的{c(['游泳', '自行车', '赛艇', '滑雪'])}锦标赛上夺得{c(['金牌', '银牌', '铜牌'])}",
+            lambda: f"{c(['膝伤', '脚踝扭伤', '肩伤'])}导致{c(ZH_NAMES)}缺席{c(['全运会', '亚洲杯', '总决赛'])}",
+            lambda: f"{c(teams)}{c(['宣布签下', '正式解约', '租借'])}{c(['主力门将', '外援前锋', '年轻后卫', '新任主教练'])}",
         ],
         "politics": [
-            lambda: f"人大常委会审议{rng.choice(['住房', '教育', '医疗', '交通', '养老'])}法草案",
-            lambda: f"{rng.choice(['外交部', '国务院', '市政府'])}发布{rng.choice(['住房', '教育', '医疗', '交通', '养老'])}新政策",
-            lambda: f"两国领导人就{rng.choice(['边境', '气候', '安全', '文化交流'])}问题举行会谈",
+            lambda: f"{c(['人大常委会', '立法会', '市人大'])}{c(['审议', '通过', '修订'])}{c(policy)}法草案",
+            lambda: f"{c(['外交部', '国务院', '市政府', '省政府'])}{c(['发布', '出台', '解读'])}{c(policy)}{c(['新政策', '改革方案', '管理办法'])}",
+            lambda: f"两国{c(['领导人', '外长', '代表团'])}就{c(['边境', '气候', '安全', '文化交流'])}问题{c(['举行会谈', '达成共识', '签署协议'])}",
+            lambda: f"{c(ZH_CITIES)}{c(['举行', '启动', '完成'])}{c(['基层选举', '人大代表换届', '政务公开评议'])}",
+            lambda: f"{c(['总理', '外长', '省长'])}访问{c(['欧洲', '非洲', '东南亚', '南美'])}{c(['三国', '四国', '多国'])}",
         ],
         "technology": [
-            lambda: f"研究团队研制出更快的{rng.choice(['人工智能', '量子', '存储', '图形'])}芯片",
-            lambda: f"新版操作系统修复了{rng.randint(3, 40)}个安全漏洞",
-            lambda: f"工程师研发出能{rng.choice(['爬楼梯', '分拣垃圾', '采摘水果', '叠衣服'])}的机器人",
+            lambda: f"{c(['研究团队', '高校实验室', '初创公司'])}{c(['研制出', '发布', '测试'])}{c(['更快的', '更省电的', '更便宜的'])}{c(['人工智能', '量子', '存储', '图形'])}芯片",
+            lambda: f"{c(['新版操作系统', '浏览器更新', '办公软件补丁'])}修复{rng.randint(3, 40)}个{c(['安全漏洞', '严重缺陷', '兼容问题'])}",
+            lambda: f"{c(['工程师', '科学家', '大学生'])}研发出能{c(['爬楼梯', '分拣垃圾', '采摘水果', '叠衣服', '检查管道'])}的机器人",
+            lambda: f"{c(['国产', '新款', '折叠屏'])}{c(['手机', '平板电脑', '智能手表'])}{c(['支持卫星通信', '续航长达一周', '搭载新处理器'])}",
+            lambda: f"{c(['开源', '新一代', '实验性'])}{c(['大模型', '编程语言', '搜索引擎'])}{c(['提升', '简化', '加速'])}{c(['软件开发', '视频会议', '云存储'])}",
         ],
         "business": [
-            lambda: f"{rng.choice(ZH_CO)}集团股价上涨{rng.randint(2, 25)}%，季度利润超预期",
-            lambda: f"{rng.choice(['三', '四', '五', '六', '七', '八'])}月份社会消费品零售总额同比增长{rng.randint(1, 9)}%",
-            lambda: f"{rng.choice(ZH_CO)}公司以{rng.randint(5, 90)}亿元收购同行企业",
+            lambda: f"{c(ZH_CO)}集团股价{c(['上涨', '下跌', '大涨'])}{rng.randint(2, 25)}%，{c(['季度利润超预期', '发布盈利预警', '传出并购消息'])}",
+            lambda: f"{c(['三', '四', '五', '六', '七', '八'])}月份{c(['社会消费品零售总额', '工业增加值', '出口额', '汽车销量'])}同比{c(['增长', '下降'])}{rng.randint(1, 9)}%",
+            lambda: f"{c(ZH_CO)}公司以{rng.randint(5, 90)}亿元{c(['收购', '入股', '控股'])}{c(ZH_CO)}{c(ZH_INDUSTRY)}",
+            lambda: f"央行{c(['下调', '上调', '维持'])}{c(['贷款利率', '存款准备金率', '基准利率'])}{c(['以稳定经济', '应对通胀', '支持小微企业'])}",
+            lambda: f"{c(['原油', '铜', '大豆', '咖啡'])}价格{c(['创五年新高', '大幅回落', '趋于稳定'])}，{c(['供应偏紧', '需求疲软', '市场观望'])}",
         ],
     }
     rows = []
@@ -873,7 +893,11 @@ MOVIES_EN = ["The Silent Harbor", "Paper Kingdoms", "Last Train to Avalon", "Gla
              "The Winter Clockmaker", "Neon Tides", "A House of Lanterns", "Midnight Cartographers"]
 RESTAURANTS_EN = ["Rosa's Kitchen", "The Copper Pot", "Golden Lotus", "Blue Fig Bistro",
                   "Harbor Grill", "Little Saigon Cafe", "Olive & Thyme", "The Rusty Spoon"]
-TIMES_EN = ["last week", "last month", "two weeks ago", "in the spring", "for my birthday", "on sale"]
+TIMES_EN = {
+    "product": ["last week", "last month", "two weeks ago", "in the spring", "for my birthday", "on sale"],
+    "movie": ["last week", "on Friday night", "with my family", "at the cinema", "on a rainy Sunday"],
+    "restaurant": ["last week", "on Friday night", "with my family", "for my birthday", "on Saturday"],
+}
 
 EN_REV = {
     ("product", "positive"): (
@@ -931,7 +955,11 @@ EN_REV = {
 ZH_PRODUCTS = ["电饭煲", "吹风机", "蓝牙耳机", "台灯", "保温杯", "双肩包", "扫地机器人", "电动牙刷", "键盘", "空气炸锅"]
 ZH_MOVIES = ["《远山的回声》", "《纸上王国》", "《最后一班列车》", "《玻璃果园》", "《冬日钟表匠》", "《霓虹潮汐》"]
 ZH_RESTAURANTS = ["老街面馆", "川味小厨", "金莲餐厅", "海港烧烤", "小巷饺子馆", "青竹茶餐厅"]
-ZH_TIMES = ["上周", "上个月", "前几天", "双十一", "周末", "国庆节"]
+ZH_TIMES = {
+    "product": ["上周", "上个月", "前几天", "双十一", "国庆节"],
+    "movie": ["上周", "前几天", "周末", "昨天晚上"],
+    "restaurant": ["上周", "前几天", "周末", "昨天晚上"],
+}
 
 ZH_REV = {
     ("product", "positive"): (
@@ -973,12 +1001,12 @@ def review_row(lang, domain, label):
     if lang == "en":
         openers, details, closers = EN_REV[(domain, label)]
         pool = {"product": PRODUCTS_EN, "movie": MOVIES_EN, "restaurant": RESTAURANTS_EN}[domain]
-        times = TIMES_EN
+        times = TIMES_EN[domain]
         sep = " "
     else:
         openers, details, closers = ZH_REV[(domain, label)]
         pool = {"product": ZH_PRODUCTS, "movie": ZH_MOVIES, "restaurant": ZH_RESTAURANTS}[domain]
-        times = ZH_TIMES
+        times = ZH_TIMES[domain]
         sep = ""
     text = rng.choice(openers).format(x=rng.choice(pool), t=rng.choice(times))
     text = text[:1].upper() + text[1:] if lang == "en" else text
@@ -1298,6 +1326,11 @@ def near_variant(row: dict, kind: str, lang: str) -> dict:
     return r
 
 
+CHAT_SWAPS = {"Can you tell me": "Could you tell me", "Could you add": "Can you add",
+              "Please convert": "Kindly convert", "Give me a word": "Tell me a word", "What is": "What's",
+              "请告诉我": "告诉我", "帮我算一下": "请帮我算一下", "请把": "麻烦把", "请说出": "说出"}
+
+
 def chat_near_variant(obj, kind):
     o = copy.deepcopy(obj)
     msgs, rk, vk = chat_turns(o)
@@ -1311,15 +1344,8 @@ def chat_near_variant(obj, kind):
         first_user[vk] = first_user[vk] + "??!"
     elif kind == "word_changed":
         v = first_user[vk]
-        for a, b in [("Can you tell me", "Could you tell me"), ("Could you add", "Can you add"),
-                     ("Please convert", "Kindly convert"), ("Give me a word", "Tell me a word"),
-                     ("What is", "What's"), ("请告诉我", "告诉我"), ("帮我算一下", "请帮我算一下"),
-                     ("请把", "麻烦把"), ("请说出", "说出")]:
-            if a in v:
-                first_user[vk] = v.replace(a, b, 1)
-                break
-        else:
-            first_asst[vk] = first_asst[vk].replace("Sure!", "Of course!").replace("好的！", "当然！")
+        a = next(a for a in CHAT_SWAPS if a in v)
+        first_user[vk] = v.replace(a, CHAT_SWAPS[a], 1)
     return o
 
 
@@ -1399,6 +1425,29 @@ def control_variant(row, ch):
 DEFECTS = Counter()
 PER_FILE = {}  # file -> Counter
 SUBTYPES = Counter()
+NEAR_PAIRS = []  # (kind, source row, variant row)
+
+
+def canon(item) -> str:
+    """Canonical serialisation used to count verbatim duplicates across files/formats."""
+    if isinstance(item, str):
+        return "RAW:" + item
+    if "conversations" in item or "messages" in item:
+        return json.dumps(item, ensure_ascii=False, sort_keys=True)
+    return json.dumps({k: item.get(k, "") for k in ("instruction", "input", "output", "task", "label")},
+                      ensure_ascii=False, sort_keys=True)
+
+
+def flat_text(item) -> str:
+    if "conversations" in item or "messages" in item:
+        msgs, _, vk = chat_turns(item)
+        return " ".join(m[vk] for m in msgs)
+    return " ".join(str(item.get(k, "")) for k in ("instruction", "input", "output"))
+
+
+def jaccard5(a: str, b: str) -> float:
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / len(x | y)
 
 
 def tag(fname, kind, n=1, sub=None):
@@ -1453,7 +1502,7 @@ def main():
                + en_plurals() + en_summaries() + en_rewrites() + en_topics())
     zh_rows = (zh_capitals() + zh_arith() + zh_units() + zh_defs() + zh_colours() + zh_opposites()
                + zh_summaries() + zh_rewrites() + zh_topics())
-    rev_rows = reviews("en", 90) + reviews("zh", 60)
+    rev_rows = reviews("en", 93) + reviews("zh", 63)
     chats_en = collect_chats(chat_single_en, 60, "en", 0.2) + collect_chats(chat_multi_en, 24, "en", 0.3)
     chats_zh = collect_chats(chat_single_zh, 40, "zh", 0.2) + collect_chats(chat_multi_zh, 16, "zh", 0.3)
 
@@ -1771,14 +1820,19 @@ def main():
             for _ in range(n):
                 if kind == "word_changed":
                     swaps = EN_SWAPS if lang == "en" else ZH_SWAPS
-                    src = pool.pick(lambda r: is_long(r, 40) and any(a in r["input"] for a, _ in swaps))
+                    lim = 100 if lang == "en" else 50
+                    src = pool.pick(lambda r: is_long(r, lim) and any(a in r["input"] for a, _ in swaps))
+                elif kind == "extra_punctuation":
+                    src = pool.pick(lambda r: is_long(r, 60 if lang == "en" else 30))
                 elif kind == "fullwidth" and lang == "en":
                     src = pool.pick(lambda r: any(c.isdigit() for c in r["instruction"] + r["input"]) or bool(r["input"]))
                 elif kind == "fullwidth":
                     src = pool.pick(lambda r: any(c.isdigit() for c in r["instruction"] + r["output"]))
                 else:
                     src = pool.pick()
-                extra[fname].append(near_variant(src, kind, lang)); tag(fname, "near_duplicate", sub=kind)
+                v = near_variant(src, kind, lang)
+                NEAR_PAIRS.append((kind, src, v))
+                extra[fname].append(v); tag(fname, "near_duplicate", sub=kind)
 
     near_batch(en, EN, "en", [("word_changed", 5), ("extra_punctuation", 3), ("casing", 3),
                               ("whitespace", 3), ("fullwidth", 2)])
@@ -1788,16 +1842,31 @@ def main():
     for kind, n in [("word_changed", 3), ("whitespace", 2), ("casing", 2), ("fullwidth", 1)]:
         for _ in range(n):
             if kind == "word_changed":
-                src = rv.pick(lambda r: rv_lang(r) == "en" and any(a in r["input"] for a, _ in EN_SWAPS))
+                src = rv.pick(lambda r: rv_lang(r) == "en" and is_long(r, 110)
+                              and any(a in r["input"] for a, _ in EN_SWAPS))
             elif kind in ("casing", "fullwidth"):
                 src = rv.pick(lambda r: rv_lang(r) == "en")
             else:
                 src = rv.pick()
-            extra[CSV].append(near_variant(src, kind, rv_lang(src))); tag(CSV, "near_duplicate", sub=kind)
+            v = near_variant(src, kind, rv_lang(src))
+            NEAR_PAIRS.append((kind, src, v))
+            extra[CSV].append(v); tag(CSV, "near_duplicate", sub=kind)
+    def chat_first_user(o):
+        msgs, rk, vk = chat_turns(o)
+        return next(m[vk] for m in msgs if m[rk] in ("human", "user"))
+
+    chat_pred = {
+        "casing": lambda o: chat_first_user(o).upper() != chat_first_user(o),
+        "word_changed": lambda o: len(flat_text(o)) >= 100 and any(a in chat_first_user(o) for a in CHAT_SWAPS),
+        "whitespace": lambda o: " " in chat_first_user(o),
+        "extra_punctuation": lambda o: len(flat_text(o)) >= 100,
+    }
     for kind, n in [("casing", 2), ("whitespace", 2), ("extra_punctuation", 1), ("word_changed", 1)]:
         for _ in range(n):
-            src = ch.pick()
-            extra[CH].append(chat_near_variant(src, kind)); tag(CH, "near_duplicate", sub=kind)
+            src = ch.pick(chat_pred[kind])
+            v = chat_near_variant(src, kind)
+            NEAR_PAIRS.append((kind, src, v))
+            extra[CH].append(v); tag(CH, "near_duplicate", sub=kind)
 
     # ---------------- exact duplicates ----------------
     for pool, fname, n in ((en, EN, 15), (zh, ZH, 10), (rv, CSV, 5), (ch, CH, 4)):
@@ -1839,6 +1908,17 @@ def main():
         json.dump({k: DEFECTS[k] for k in order}, f, indent=2)
         f.write("\n")
 
+    # ---------------- self-checks ----------------
+    everything = [it for items in final.values() for it in items]
+    counts = Counter(canon(it) for it in everything)
+    verbatim_extra = sum(v - 1 for v in counts.values())
+    assert verbatim_extra == DEFECTS["exact_duplicate"], (verbatim_extra, DEFECTS["exact_duplicate"])
+    sims = []
+    for kind, src, var in NEAR_PAIRS:
+        assert canon(src) != canon(var), kind
+        sims.append((kind, jaccard5(flat_text(src), flat_text(var)),
+                     norm(flat_text(src)) == norm(flat_text(var))))
+
     # ---------------- report ----------------
     print("rows per file:")
     for fname, items in final.items():
@@ -1848,6 +1928,12 @@ def main():
     for fname in (EN, ZH, CH, CSV):
         print(f"  {fname}: {dict(sorted(PER_FILE[fname].items()))}")
     print("subtypes:", dict(sorted(SUBTYPES.items())))
+    print(f"verbatim duplicate rows (extra copies): {verbatim_extra}")
+    for kind in sorted({k for k, _, _ in sims}):
+        vals = sorted(j for k, j, _ in sims if k == kind)
+        same = sum(1 for k, _, e in sims if k == kind and e)
+        print(f"near_duplicate {kind:18s} n={len(vals):2d} char5-Jaccard min={vals[0]:.2f} "
+              f"max={vals[-1]:.2f}; identical after NFKC+lower+space-folding: {same}")
     return 0
 
 

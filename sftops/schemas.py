@@ -36,8 +36,8 @@ class CanonicalRows(pa.DataFrameModel):
     output: Series[str]
     label: Series[str] = pa.Field(nullable=True)
 
-    @pa.check("history", name="history_is_list_of_turn_pairs", element_wise=True)
-    def history_is_turn_pairs(cls, value: str) -> bool:
+    @pa.check("history", element_wise=True)
+    def history_is_list_of_turn_pairs(cls, value: str) -> bool:
         return value == "[]" or _is_history(value)
 
     class Config:
@@ -61,14 +61,19 @@ class SplitRows(CleanedRows):
     split: Series[str] = pa.Field(isin=list(SPLITS))
 
 
+def _allowed(name: str, values: list[str]) -> pa.Check:
+    allowed = set(values)
+    return pa.Check(lambda s: s.isin(allowed), name=name, error=name)
+
+
 def cleaned_schema(languages: list[str], labels: list[str]) -> pa.DataFrameSchema:
     """CleanedRows plus the params-dependent checks (allowed languages and labels)."""
     schema = CleanedRows.to_schema()
     return schema.update_columns(
         {
-            "lang": {"checks": [pa.Check.isin([*languages, "und"], name="lang_allowed")]},
+            "lang": {"checks": [_allowed("lang_allowed", [*languages, "und"])]},
             "label": {
-                "checks": [pa.Check.isin(labels, name="label_allowed")],
+                "checks": [_allowed("label_allowed", labels)],
                 "nullable": True,
             },
         }

@@ -1,0 +1,62 @@
+"""`dvc repro` in a fresh copy of the repo reproduces the outputs; a second run skips all."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+OUTPUTS = [
+    "data/interim/ingested.parquet",
+    "data/interim/cleaned.parquet",
+    "data/interim/validated.parquet",
+    "data/splits/train.parquet",
+    "data/splits/validation.parquet",
+    "data/splits/test.parquet",
+    "reports/clean_report.json",
+]
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
+    repo_copy: Path, tool_env: dict[str, str], tmp_path: Path
+) -> None:
+    for name in OUTPUTS:
+        (repo_copy / name).unlink(missing_ok=True)
+    run(["dvc", "repro"], repo_copy, tool_env)
+    hashes = {name: digest(repo_copy / name) for name in OUTPUTS}
+
+    second = run(["dvc", "repro"], repo_copy, tool_env)
+    assert "Data and pipelines are up to date" in second
+    assert "Running stage" not in second
+
+    run(["dvc", "remote", "modify", "--local", "localremote", "url", str(tmp_path / "remote")],
+        repo_copy, tool_env)
+    run(["dvc", "push"], repo_copy, tool_env)
+    for name in OUTPUTS:
+        (repo_copy / name).unlink()
+    run(["dvc", "pull"], repo_copy, tool_env)
+    assert {name: digest(repo_copy / name) for name in OUTPUTS} == hashes
+
+
+def test_changing_split_params_reruns_only_split(repo_copy: Path, tool_env: dict[str, str]) -> None:
+    run(["dvc", "repro"], repo_copy, tool_env)
+    params = repo_copy / "params.yaml"
+    params.write_text(params.read_text().replace("salt: sftops", "salt: other"))
+    out = run(["dvc", "repro"], repo_copy, tool_env)
+    assert "Running stage 'split'" in out
+    for stage in ("ingest", "clean", "validate"):
+        assert f"Running stage '{stage}'" not in out

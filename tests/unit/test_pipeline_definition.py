@@ -1,0 +1,57 @@
+"""dvc.yaml, params.yaml, the CLI and the flows agree on stage names, order, deps and outs."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import yaml
+
+from flows import data_refresh as flow_module
+from sftops.cli import STAGES
+from sftops.config import Params
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dvc_stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_dvc_stages_match_the_cli_and_flow_order() -> None:
+    assert tuple(dvc_stages()) == STAGES
+    source = inspect.getsource(flow_module.data_refresh)
+    positions = [source.index(f'"{name}": {name}(params)') for name in STAGES]
+    assert positions == sorted(positions)
+
+
+def test_each_stage_depends_on_its_own_source_and_params_section() -> None:
+    for name, stage in dvc_stages().items():
+        assert stage["cmd"] == f"sftops {name}"
+        assert f"sftops/data/{name}.py" in stage["deps"]
+        assert name in stage["params"]
+        assert name in Params.model_fields or f"{name}_" in Params.model_fields
+
+
+def test_each_stage_reads_what_the_previous_one_writes() -> None:
+    stages = list(dvc_stages().values())
+    for before, after in zip(stages, stages[1:], strict=False):
+        assert before["outs"][0] in after["deps"]
+
+
+def test_dvc_paths_are_the_params_paths() -> None:
+    paths = Params().paths
+    outs = [o for stage in dvc_stages().values() for o in stage["outs"]]
+    rendered = [
+        o.replace("${paths.ingested}", paths.ingested)
+        .replace("${paths.cleaned}", paths.cleaned)
+        .replace("${paths.validated}", paths.validated)
+        .replace("${paths.splits_dir}", paths.splits_dir)
+        .replace("${paths.quarantine_dir}", paths.quarantine_dir)
+        .replace("${paths.reports_dir}", paths.reports_dir)
+        for o in outs
+    ]
+    assert str(paths.split("train")) in rendered
+    assert str(paths.quarantine("clean")) in rendered
+    assert str(paths.report("clean")) in rendered
+    assert all("${" not in o for o in rendered)
