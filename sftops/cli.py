@@ -60,7 +60,8 @@ def stage_function(name: str) -> Callable[[Any], dict[str, Any]]:
     from importlib import import_module
 
     module = import_module(f"sftops.data.{name}")
-    return getattr(module, f"run_{name}")  # type: ignore[no-any-return]
+    stage: Callable[[Any], dict[str, Any]] = getattr(module, f"run_{name}")
+    return stage
 
 
 def _run_stage(name: str, params_file: Path, overrides: list[str] | None) -> None:

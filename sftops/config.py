@@ -7,7 +7,7 @@ field descriptions double as CLI help and the Prefect UI form.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ from sftops.errors import ConfigError
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
 SplitName = Literal["train", "validation", "test"]
+PiiKind = Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]
 
 
 class Section(BaseModel):
@@ -103,8 +104,8 @@ class CleanParams(Section):
     normalize_unicode: bool = Field(True, description="NFKC (full-width -> half-width) etc.")
     strip_html: bool = Field(True, description="Remove HTML tags outside code blocks.")
     scrub_pii: bool = Field(True, description="Replace PII with typed placeholders like [EMAIL].")
-    pii_kinds: list[Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]] = Field(
-        default_factory=lambda: ["email", "phone", "ip", "credit_card", "api_key", "cn_id"],
+    pii_kinds: list[PiiKind] = Field(
+        default_factory=lambda: list(get_args(PiiKind)),
         description="Kinds of PII to scrub.",
     )
     min_instruction_chars: int = Field(2, ge=0, description="Shorter instructions are dropped.")
@@ -124,7 +125,7 @@ class CleanParams(Section):
     )
     to_simplified: bool = Field(True, description="Convert traditional Chinese to simplified.")
     exact_dedup: bool = Field(True, description="Drop exact duplicates of normalised text.")
-    near_dedup: NearDedupParams = Field(default_factory=NearDedupParams)  # type: ignore[arg-type]
+    near_dedup: NearDedupParams = Field(default_factory=NearDedupParams)
 
     @model_validator(mode="after")
     def _min_below_max(self) -> CleanParams:
@@ -165,15 +166,15 @@ class SplitParams(Section):
 class Params(Section):
     """Everything a run needs; one section per stage."""
 
-    paths: PathsParams = Field(default_factory=PathsParams)  # type: ignore[arg-type]
-    ingest: IngestParams = Field(default_factory=IngestParams)  # type: ignore[arg-type]
-    clean: CleanParams = Field(default_factory=CleanParams)  # type: ignore[arg-type]
+    paths: PathsParams = Field(default_factory=PathsParams)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    clean: CleanParams = Field(default_factory=CleanParams)
     validate_: ValidateParams = Field(
-        default_factory=ValidateParams,  # type: ignore[arg-type]
+        default_factory=ValidateParams,
         alias="validate",
         description="Schema validation.",
     )
-    split: SplitParams = Field(default_factory=SplitParams)  # type: ignore[arg-type]
+    split: SplitParams = Field(default_factory=SplitParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -188,7 +188,7 @@ def read_hf_dataset_records(path: Path) -> Iterator[RawRecord]:
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     else:
         frame = loaded.to_pandas()
-    return iter_table(frame)  # type: ignore[arg-type]
+    return iter_table(frame)
 
 
 def read_records(path: str | Path, fmt: str = "auto") -> Iterator[RawRecord | UnreadableLine]:

@@ -8,8 +8,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
 
+from sftops.config import SplitName
+
 ROW_ID_PATTERN = r"^[0-9a-f]{16}$"
-SPLITS = ("train", "validation", "test")
+SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 
 
 def _is_history(value: str) -> bool:

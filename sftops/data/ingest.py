@@ -153,7 +153,7 @@ def to_canonical(
                 f"{max_field_chars:,})"
             )
     label = _pick(data, "label", columns)
-    row["label"] = None if label in (None, "") else _text(label, "label", required=False)
+    row["label"] = _text(label, "label", required=False) or None  # type: ignore[assignment]
     row["task"] = _text(_pick(data, "task", columns), "task", required=False)
     row["source"] = source
     row["row_id"] = content_hash(

@@ -42,7 +42,9 @@ def validate_table(df: pd.DataFrame, cfg: ValidateParams, languages: list[str]) 
     by_row, table_errors = failing_rows(cleaned_schema(languages, cfg.labels), df)
     bad = sorted(by_row)
     quarantine = df.loc[bad].copy()
-    quarantine["reason"] = pd.array(["; ".join(sorted(set(by_row[i]))) for i in bad], dtype="string")
+    quarantine["reason"] = pd.array(
+        ["; ".join(sorted(set(by_row[i]))) for i in bad], dtype="string"
+    )
     valid = df.drop(index=bad).reset_index(drop=True)
     return ValidateResult(valid, quarantine.reset_index(drop=True), table_errors)
 

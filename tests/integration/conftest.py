@@ -16,7 +16,10 @@ def repo_copy(tmp_path: Path) -> Path:
     """The repo's tracked and untracked (not ignored) files copied into a fresh git repo."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split("\0")
     dest = tmp_path / "repo"
     for name in filter(None, listed):

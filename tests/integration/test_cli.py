@@ -30,7 +30,9 @@ def test_help_lists_every_stage(workdir: Path, tool_env: dict[str, str]) -> None
         assert command in out
 
 
-def test_bad_param_value_is_one_line_naming_the_key(workdir: Path, tool_env: dict[str, str]) -> None:
+def test_bad_param_value_is_one_line_naming_the_key(
+    workdir: Path, tool_env: dict[str, str]
+) -> None:
     done = sftops(["clean", "--set", "clean.min_output_chars=-1"], workdir, tool_env)
     assert done.returncode == 1
     assert done.stderr.strip() == "error: params.yaml: clean.min_output_chars: must be ≥ 0"
@@ -44,7 +46,9 @@ def test_unknown_param_key_in_the_file(workdir: Path, tool_env: dict[str, str]) 
     assert done.stderr.strip() == "error: params.yaml: clean.min_len: unknown key"
 
 
-def test_missing_source_file_stops_ingest_with_one_line(workdir: Path, tool_env: dict[str, str]) -> None:
+def test_missing_source_file_stops_ingest_with_one_line(
+    workdir: Path, tool_env: dict[str, str]
+) -> None:
     (workdir / "data" / "sample" / "reviews.csv").unlink()
     done = sftops(["ingest"], workdir, tool_env)
     assert done.returncode == 1
@@ -52,10 +56,15 @@ def test_missing_source_file_stops_ingest_with_one_line(workdir: Path, tool_env:
     assert "Traceback" not in done.stderr
 
 
-def test_stage_before_its_input_exists_says_what_to_run(workdir: Path, tool_env: dict[str, str]) -> None:
+def test_stage_before_its_input_exists_says_what_to_run(
+    workdir: Path, tool_env: dict[str, str]
+) -> None:
     done = sftops(["clean"], workdir, tool_env)
     assert done.returncode == 1
-    assert "data/interim/ingested.parquet: file not found (run the previous stage first)" in done.stderr
+    assert (
+        "data/interim/ingested.parquet: file not found (run the previous stage first)"
+        in done.stderr
+    )
 
 
 def test_too_many_invalid_rows_fails_validate(workdir: Path, tool_env: dict[str, str]) -> None:

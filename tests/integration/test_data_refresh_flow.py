@@ -48,7 +48,9 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
     async def task_names() -> list[str]:
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
             )
             return sorted(r.name.split("-")[0] for r in runs)
 

@@ -43,8 +43,11 @@ def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
     assert "Data and pipelines are up to date" in second
     assert "Running stage" not in second
 
-    run(["dvc", "remote", "modify", "--local", "localremote", "url", str(tmp_path / "remote")],
-        repo_copy, tool_env)
+    run(
+        ["dvc", "remote", "modify", "--local", "localremote", "url", str(tmp_path / "remote")],
+        repo_copy,
+        tool_env,
+    )
     run(["dvc", "push"], repo_copy, tool_env)
     for name in OUTPUTS:
         (repo_copy / name).unlink()

@@ -46,7 +46,9 @@ def run_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, dict[str,
 
 def test_rows_are_conserved_across_stages(run_all) -> None:
     params, s = run_all
-    assert s["ingest"]["rows_read"] == s["ingest"]["rows_ingested"] + s["ingest"]["rows_quarantined"]
+    assert (
+        s["ingest"]["rows_read"] == s["ingest"]["rows_ingested"] + s["ingest"]["rows_quarantined"]
+    )
     assert s["clean"]["rows_in"] == s["ingest"]["rows_ingested"]
     assert s["clean"]["rows_in"] == s["clean"]["rows_kept"] + s["clean"]["rows_quarantined"]
     assert s["validate"]["rows_in"] == s["clean"]["rows_kept"]
@@ -59,7 +61,9 @@ def test_planted_defects_are_caught(run_all) -> None:
     planted = json.loads((ROOT / "data/sample/DEFECTS.json").read_text())
     ingest_reasons = [q["reason"] for q in read_jsonl(params.paths.quarantine("ingest"))]
     assert sum(r.startswith("malformed JSON") for r in ingest_reasons) == planted["malformed_json"]
-    assert sum("must be text" in r or "null" in r for r in ingest_reasons) >= planted["wrong_type"] - 2
+    assert (
+        sum("must be text" in r or "null" in r for r in ingest_reasons) >= planted["wrong_type"] - 2
+    )
     dropped = s["clean"]["quarantined_by_reason"]
     assert dropped["empty_output"] >= planted["empty_output"]
     assert dropped["empty_instruction"] >= planted["empty_instruction"]
@@ -68,7 +72,9 @@ def test_planted_defects_are_caught(run_all) -> None:
     assert dropped["exact_duplicate"] + dropped["near_duplicate"] >= (
         planted["exact_duplicate"] + planted["near_duplicate"]
     )
-    assert sum(v for k, v in s["clean"]["modified"].items() if k.startswith("pii_")) >= planted["pii"]
+    assert (
+        sum(v for k, v in s["clean"]["modified"].items() if k.startswith("pii_")) >= planted["pii"]
+    )
 
 
 def test_clean_output_has_no_markup_control_chars_or_pii(run_all) -> None:

@@ -66,7 +66,10 @@ def test_each_filter_quarantines_with_its_reason() -> None:
         {"instruction": "Repeat the word the", "output": "the " * 200},
         {"instruction": "What is the meaning of this?", "output": "!!!! ???? ...."},
         {"instruction": "Quelle est la capitale de la France ?", "output": "C'est Paris."},
-        {"instruction": "Describe the ocean in a long essay", "output": "waves and salt " + "x" * 9000},
+        {
+            "instruction": "Describe the ocean in a long essay",
+            "output": "waves and salt " + "x" * 9000,
+        },
         {"instruction": "法国的首都是哪里？", "output": "法国的首都是巴黎。"},
     ]
     result = clean(rows)
@@ -99,6 +102,9 @@ def test_exact_duplicates_after_normalisation_are_removed_keeping_the_first() ->
     assert set(result.quarantine["detail"][:3]) == {first_id}
 
 
+LIBRARY_ZH = "请概括下面这段关于市中心新图书馆开放的文字，馆内有一万册图书和一个{}儿童阅览室。"
+
+
 def test_near_duplicates_are_removed_and_distinct_templated_rows_kept() -> None:
     base = (
         "Summarise the following passage about the new library that opened downtown last week "
@@ -110,12 +116,22 @@ def test_near_duplicates_are_removed_and_distinct_templated_rows_kept() -> None:
             "instruction": base.replace("large", "big"),
             "output": "A new downtown library opened with 10,000 books.",
         },
-        {"instruction": "What is the capital of France?", "output": "The capital of France is Paris."},
-        {"instruction": "What is the capital of Germany?", "output": "The capital of Germany is Berlin."},
-        {"instruction": "请概括下面这段关于市中心新图书馆开放的文字，馆内有一万册图书和一个儿童阅览室。",
-         "output": "市中心新图书馆开放，藏书一万册。"},
-        {"instruction": "请概括下面这段关于市中心新图书馆开放的文字，馆内有一万册图书和一个大型儿童阅览室。",
-         "output": "市中心新图书馆开放，藏书一万册。"},
+        {
+            "instruction": "What is the capital of France?",
+            "output": "The capital of France is Paris.",
+        },
+        {
+            "instruction": "What is the capital of Germany?",
+            "output": "The capital of Germany is Berlin.",
+        },
+        {
+            "instruction": LIBRARY_ZH.format(""),
+            "output": "市中心新图书馆开放，藏书一万册。",
+        },
+        {
+            "instruction": LIBRARY_ZH.format("大型"),
+            "output": "市中心新图书馆开放，藏书一万册。",
+        },
     ]
     result = clean(rows)
     assert result.quarantine["reason"].tolist() == ["near_duplicate", "near_duplicate"]
@@ -166,7 +182,7 @@ def test_multi_turn_history_is_normalised_too() -> None:
 
 
 text_strategy = st.text(
-    alphabet=st.sampled_from(list(string.ascii_letters + " 你好世界中文。,!?<>&\x00\u200b") + ["\n"]),
+    alphabet=st.sampled_from([*string.ascii_letters, *" 你好世界中文。,!?<>&\x00\u200b", "\n"]),
     max_size=60,
 )
 row_strategy = st.fixed_dictionaries(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 from pathlib import Path
 
 import yaml
@@ -35,7 +36,7 @@ def test_each_stage_depends_on_its_own_source_and_params_section() -> None:
 
 def test_each_stage_reads_what_the_previous_one_writes() -> None:
     stages = list(dvc_stages().values())
-    for before, after in zip(stages, stages[1:], strict=False):
+    for before, after in itertools.pairwise(stages):
         assert before["outs"][0] in after["deps"]
 
 

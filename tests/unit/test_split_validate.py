@@ -31,7 +31,9 @@ def test_split_fractions_are_roughly_respected_and_salt_changes_the_draw() -> No
     assert counts["test"] == pytest.approx(400, abs=60)
     assert counts["validation"] == pytest.approx(200, abs=45)
     salted = split_table(table, SplitParams(validation=0.1, test=0.2, salt="other"))
-    assert not salted["split"].equals(split_table(table, SplitParams(validation=0.1, test=0.2))["split"])
+    assert not salted["split"].equals(
+        split_table(table, SplitParams(validation=0.1, test=0.2))["split"]
+    )
 
 
 def test_near_duplicate_clusters_never_cross_splits() -> None:
@@ -39,7 +41,9 @@ def test_near_duplicate_clusters_never_cross_splits() -> None:
     rows = []
     for i in range(60):
         rows.append({"instruction": f"{base} {i} today", "output": f"Light refracts in drops {i}."})
-        rows.append({"instruction": f"{base} {i} today please", "output": f"Light refracts in drops {i}."})
+        rows.append(
+            {"instruction": f"{base} {i} today please", "output": f"Light refracts in drops {i}."}
+        )
     kept = clean_table(canonical_table(rows), CleanParams(near_dedup={"drop": False})).kept
     assert kept["cluster_id"].nunique() < len(kept)  # clusters exist
     split = split_table(kept, SplitParams(validation=0.3, test=0.3))
@@ -66,7 +70,10 @@ def test_validate_flags_duplicate_ids_and_empty_answers() -> None:
     table.loc[1, "output"] = ""
     table = pd.concat([table, table.iloc[[0]]], ignore_index=True)
     result = validate_table(table, ValidateParams(), ["en"])
-    assert set(result.quarantine["reason"]) == {"row_id:field_uniqueness", "output:str_length(1, None)"}
+    assert set(result.quarantine["reason"]) == {
+        "row_id:field_uniqueness",
+        "output:str_length(1, None)",
+    }
     assert len(result.valid) + len(result.quarantine) == len(table)
 
 
