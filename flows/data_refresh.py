@@ -1,4 +1,4 @@
-"""The data half of the pipeline: ingest -> clean -> validate -> split."""
+"""The data half of the pipeline: ingest -> clean -> validate -> split -> augment."""
 
 from __future__ import annotations
 
@@ -7,20 +7,21 @@ from typing import Any
 from prefect import flow
 
 from sftops.config import load_params
-from tasks.data import clean, ingest, split, validate
+from tasks.data import augment, clean, ingest, split, validate
 
 
 @flow(name="data_refresh", log_prints=True)
 def data_refresh(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Refresh the train / validation / test splits from the sources in params."""
+    """Refresh the train / validation / test splits (and the augmented train split)."""
     params = load_params(params_file, overrides)
     return {
         "ingest": ingest(params),
         "clean": clean(params),
         "validate": validate(params),
         "split": split(params),
+        "augment": augment(params),
     }
 
 

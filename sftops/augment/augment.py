@@ -1,0 +1,321 @@
+"""The augment stage: train split in, train split plus accepted augmentations out.
+
+Only prompt fields (instruction / input) are rewritten; reference outputs, validation and test
+rows are never touched. Every candidate is either accepted (and gets ``aug_method`` and
+``parent_id`` provenance) or counted under the reason it was rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sftops.augment.backtranslate import TranslationCache, back_translate, make_translator
+from sftops.augment.similarity import (
+    EmbeddingCache,
+    cosine_rows,
+    load_embedder,
+    rejection_reason,
+)
+from sftops.augment.synonym import SynonymSource, eda_variants
+from sftops.augment.wordnet import load_wordnet
+from sftops.config import AugmentParams, Params
+from sftops.data.clean import full_text
+from sftops.data.dedup import dedup_key
+from sftops.data.ingest import content_hash
+from sftops.io import read_table, write_json, write_table, write_text
+from sftops.schemas import AugmentedRows
+
+log = logging.getLogger("sftops.augment")
+CODE_FENCE = "```"
+
+
+@dataclass
+class Candidate:
+    parent: int  # index into the train table
+    method: str
+    fields: dict[str, str]
+
+
+@dataclass
+class AugmentResult:
+    table: pd.DataFrame
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    similarities: dict[str, list[float]] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    round_trip_bleu: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        methods = {}
+        for method, counts in sorted(self.counts.items()):
+            candidates = counts["candidates"]
+            sims = self.similarities.get(method, [])
+            methods[method] = {
+                "candidates": candidates,
+                "accepted": counts["accepted"],
+                "acceptance_rate": round(counts["accepted"] / candidates, 4) if candidates else 0.0,
+                "rejected_by_reason": {
+                    k.removeprefix("rejected:"): v
+                    for k, v in sorted(counts.items())
+                    if k.startswith("rejected:")
+                },
+                "mean_similarity_accepted": round(float(np.mean(sims)), 4) if sims else None,
+            }
+        original = int((self.table["aug_method"] == "original").sum())
+        return {
+            "rows_original": original,
+            "rows_added": len(self.table) - original,
+            "rows_out": len(self.table),
+            "methods": methods,
+            "skipped_rows": dict(self.skipped),
+            "round_trip_bleu": self.round_trip_bleu,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "examples": self.examples,
+        }
+
+
+def _prompt(fields: dict[str, str]) -> str:
+    return "\n".join(v for v in fields.values() if v)
+
+
+def eligible_rows(train: pd.DataFrame, cfg: AugmentParams) -> tuple[list[int], Counter[str]]:
+    """Rows to augment: allowed languages, at most ``max_rows`` chosen by hash of the id."""
+    skipped: Counter[str] = Counter()
+    chosen = []
+    for index, lang in enumerate(train["lang"].tolist()):
+        if lang in cfg.languages:
+            chosen.append(index)
+        else:
+            skipped[f"language_{lang}"] += 1
+    if cfg.max_rows is not None and len(chosen) > cfg.max_rows:
+        ids = train["row_id"].tolist()
+        keep = set(
+            sorted(chosen, key=lambda i: content_hash(str(cfg.seed), ids[i]))[: cfg.max_rows]
+        )
+        skipped["over_max_rows"] += len(chosen) - len(keep)
+        chosen = [i for i in chosen if i in keep]
+    return chosen, skipped
+
+
+def synonym_candidates(
+    train: pd.DataFrame, rows: list[int], cfg: AugmentParams, source: SynonymSource
+) -> list[Candidate]:
+    out = []
+    records = train[cfg.fields].to_dict(orient="records")
+    ids = train["row_id"].tolist()
+    for index in rows:
+        rng = random.Random(f"{cfg.seed}:synonym:{ids[index]}")
+        originals = records[index]
+        variants = {
+            name: list(eda_variants(text, source, cfg.synonym, rng)) if text else None
+            for name, text in originals.items()
+        }
+        for k in range(cfg.synonym.n_aug):
+            fields = {str(n): (v[k] if v else originals[n]) for n, v in variants.items()}
+            out.append(Candidate(index, "synonym", fields))
+    return out
+
+
+def backtranslation_candidates(
+    train: pd.DataFrame,
+    rows: list[int],
+    cfg: AugmentParams,
+    cache: TranslationCache,
+    skipped: Counter[str],
+) -> tuple[list[Candidate], dict[str, float]]:
+    bt = cfg.backtranslation
+    records = train[cfg.fields].to_dict(orient="records")
+    usable = []
+    for index in rows:
+        prompt = _prompt(records[index])
+        if CODE_FENCE in prompt:
+            skipped["backtranslation_has_code"] += 1
+        elif len(prompt) > bt.max_chars:
+            skipped["backtranslation_too_long"] += 1
+        else:
+            usable.append(index)
+    translator = make_translator(bt.engine, bt.pivots, bt.models, bt.batch_size)
+    out: list[Candidate] = []
+    bleu: dict[str, float] = {}
+    for pivot in bt.pivots:
+        texts = [records[i][name] for i in usable for name in cfg.fields if records[i][name]]
+        translated = iter(back_translate(translator, cache, texts, pivot))
+        method = f"backtranslation:{pivot}"
+        for index in usable:
+            fields: dict[str, str] = {
+                name: next(translated) if records[index][name] else "" for name in cfg.fields
+            }
+            out.append(Candidate(index, method, fields))
+        bleu[pivot] = (
+            round_trip_bleu(
+                [_prompt(records[i]) for i in usable],
+                [_prompt(c.fields) for c in out[-len(usable) :]],
+            )
+            if usable
+            else 0.0
+        )
+    return out, bleu
+
+
+def round_trip_bleu(originals: list[str], round_trips: list[str]) -> float:
+    """Corpus BLEU of the round trips against the originals (lower = more rewording)."""
+    import sacrebleu
+
+    return round(float(sacrebleu.corpus_bleu(round_trips, [originals]).score), 2)
+
+
+def augment_table(
+    train: pd.DataFrame,
+    cfg: AugmentParams,
+    cache_dir: str | Path | None = None,
+    embedder: Any = None,
+) -> AugmentResult:
+    """Generate, filter and append augmentations; the originals come first, unchanged."""
+    train = train.reset_index(drop=True)
+    table = train.copy()
+    table["aug_method"] = "original"
+    table["parent_id"] = pd.array([None] * len(train), dtype="string")
+    result = AugmentResult(table=table)
+    if not cfg.enabled or train.empty:
+        result.table = AugmentedRows.validate(table)
+        return result
+    timer = time.perf_counter()
+    rows, result.skipped = eligible_rows(train, cfg)
+    cache_path = Path(cache_dir) if cache_dir else None
+
+    candidates: list[Candidate] = []
+    if cfg.synonym.enabled and cfg.synonym.n_aug:
+        source = SynonymSource(load_wordnet(str(cache_path or ".cache/sftops")))
+        candidates += synonym_candidates(train, rows, cfg, source)
+        result.seconds["synonym"] = time.perf_counter() - timer
+        log.info("synonym: %d candidates from %d rows", len(candidates), len(rows))
+    if cfg.backtranslation.enabled and cfg.backtranslation.pivots:
+        started = time.perf_counter()
+        translations = TranslationCache(cache_path / "translations.jsonl" if cache_path else None)
+        bt, result.round_trip_bleu = backtranslation_candidates(
+            train, rows, cfg, translations, result.skipped
+        )
+        translations.save()
+        candidates += bt
+        result.seconds["backtranslation"] = time.perf_counter() - started
+        log.info("back-translation: %d candidates", len(bt))
+
+    started = time.perf_counter()
+    records = train[cfg.fields].to_dict(orient="records")
+    originals = [_prompt(records[c.parent]) for c in candidates]
+    rewritten = [_prompt(c.fields) for c in candidates]
+    similarity = np.zeros(len(candidates), dtype=np.float32)
+    if candidates:
+        loaded: list[Any] = [embedder]
+
+        def embed(texts: Sequence[str]) -> np.ndarray:  # the model loads only on a cache miss
+            if loaded[0] is None:
+                loaded[0] = load_embedder(cfg.embedding_model)
+            return np.asarray(loaded[0](texts))
+
+        model_name = getattr(embedder, "name", None) or str(
+            cfg.embedding_model or "all-MiniLM-L6-v2"
+        )
+        cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
+        similarity = cosine_rows(cache.embed(embed, originals), cache.embed(embed, rewritten))
+        cache.save()
+    result.seconds["similarity"] = time.perf_counter() - started
+    log.info("similarity filter: %d candidates embedded", len(candidates))
+
+    seen = {dedup_key(full_text(r)) for r in train.to_dict(orient="records")}
+    added = []
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    similarities: dict[str, list[float]] = defaultdict(list)
+    for candidate, original, new, score in zip(
+        candidates, originals, rewritten, similarity, strict=True
+    ):
+        counts[candidate.method]["candidates"] += 1
+        reason = rejection_reason(original, new, float(score), cfg.filter)
+        parent = train.iloc[candidate.parent].to_dict()
+        row = {**parent, **candidate.fields}
+        key = dedup_key(full_text(row))
+        if reason is None and key in seen:
+            reason = "duplicate"
+        if reason is not None:
+            counts[candidate.method][f"rejected:{reason}"] += 1
+            continue
+        seen.add(key)
+        counts[candidate.method]["accepted"] += 1
+        similarities[candidate.method].append(float(score))
+        row["row_id"] = content_hash(
+            row["system"], row["history"], row["instruction"], row["input"], row["output"]
+        )
+        row["aug_method"] = candidate.method
+        row["parent_id"] = parent["row_id"]
+        added.append(row)
+        shown = sum(ex["method"] == candidate.method for ex in result.examples)
+        if len(result.examples) < 10 and shown < 5:
+            result.examples.append(
+                {
+                    "method": candidate.method,
+                    "original": original,
+                    "augmented": new,
+                    "similarity": round(float(score), 3),
+                }
+            )
+    if added:
+        table = pd.concat([table, pd.DataFrame(added)], ignore_index=True)
+    result.table = AugmentedRows.validate(table.astype({c: "string" for c in table.columns}))
+    result.counts, result.similarities = dict(counts), dict(similarities)
+    result.seconds["total"] = time.perf_counter() - timer
+    return result
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# Augment report",
+        "",
+        f"Original rows: {summary['rows_original']:,}; added: {summary['rows_added']:,}; "
+        f"out: {summary['rows_out']:,}",
+        "",
+        "| method | candidates | accepted | rate | mean similarity | rejected |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for method, m in summary["methods"].items():
+        rejected = ", ".join(f"{k}: {v}" for k, v in m["rejected_by_reason"].items()) or "-"
+        lines.append(
+            f"| {method} | {m['candidates']} | {m['accepted']} | {m['acceptance_rate']:.1%} | "
+            f"{m['mean_similarity_accepted']} | {rejected} |"
+        )
+    lines += [
+        "",
+        f"Skipped rows: {summary['skipped_rows'] or 'none'}",
+        f"Round-trip BLEU (original vs back-translated): {summary['round_trip_bleu']}",
+        "",
+        "## Examples",
+        "",
+        "| method | original | augmented | similarity |",
+        "|---|---|---|---:|",
+    ]
+    for ex in summary["examples"]:
+        original = ex["original"].replace("\n", " ").replace("|", "\\|")[:150]
+        augmented = ex["augmented"].replace("\n", " ").replace("|", "\\|")[:150]
+        lines.append(f"| {ex['method']} | {original} | {augmented} | {ex['similarity']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_augment(params: Params) -> dict[str, Any]:
+    """The edge: read the train split, write train_aug and the augment report."""
+    paths = params.paths
+    result = augment_table(read_table(paths.split("train")), params.augment, paths.cache_dir)
+    write_table(result.table, paths.train_aug)
+    summary = result.summary()
+    write_json(summary, paths.report("augment"))
+    write_text(report_markdown(summary), paths.report("augment", "md"))
+    return summary

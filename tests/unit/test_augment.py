@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sftops.augment.augment import augment_table
+from sftops.augment.backtranslate import mask_protected, unmask
+from sftops.config import AugmentParams, CleanParams
+from sftops.data.clean import clean_table
+from tests.helpers import canonical_table
+
+
+class BagOfWordsEmbedder:
+    """Deterministic stand-in for the sentence model: hashed bag of lower-case words."""
+
+    name = "bag-of-words"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), 256), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % 256] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+ROWS = [
+    {"instruction": "Describe the ocean in a short story.", "output": "Waves roll in."},
+    {
+        "instruction": "Summarize the report about the quick ships.",
+        "input": "Ships sail fast.",
+        "output": "Ships are fast.",
+    },
+    {
+        "instruction": "Classify the sentiment of the review.",
+        "input": "A lovely film.",
+        "output": "positive",
+        "label": "positive",
+    },
+    {"instruction": "把下面的句子改写成疑问句。", "input": "他是老师。", "output": "他是老师吗？"},
+    {"instruction": "Run:", "input": "```py\nprint(1)\n```", "output": "1"},
+    {"instruction": "What is 12 + 30?", "output": "42"},
+]
+
+
+@pytest.fixture(scope="module")
+def train() -> pd.DataFrame:
+    return clean_table(canonical_table(ROWS), CleanParams(min_alnum_ratio=0)).kept
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder per module, so WordNet is laid out and loaded once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def params(**overrides: object) -> AugmentParams:
+    base = {"backtranslation": {"enabled": False}, "filter": {"min_similarity": 0.3}}
+    return AugmentParams.model_validate({**base, **overrides})
+
+
+def test_augmented_rows_keep_reference_outputs_and_provenance(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    result = augment_table(
+        train, params(synonym={"alpha": 0.5, "n_aug": 2}), cache, BagOfWordsEmbedder()
+    )
+    table = result.table
+    originals = table[table["aug_method"] == "original"]
+    added = table[table["aug_method"] != "original"]
+    pd.testing.assert_frame_equal(
+        originals.drop(columns=["aug_method", "parent_id"]).reset_index(drop=True),
+        train.reset_index(drop=True),
+        check_dtype=False,
+    )
+    assert len(added) > 0 and set(added["aug_method"]) == {"synonym"}
+    parents = train.set_index("row_id")
+    for row in added.itertuples():
+        parent = parents.loc[row.parent_id]
+        assert row.output == parent["output"]
+        assert pd.isna(row.label) == pd.isna(parent["label"])
+        assert row.cluster_id == parent["cluster_id"]
+        assert row.instruction != parent["instruction"] or row.input != parent["input"]
+    assert table["row_id"].is_unique
+
+
+def test_chinese_rows_are_skipped_and_counted(train: pd.DataFrame, cache: Path) -> None:
+    result = augment_table(train, params(), cache, BagOfWordsEmbedder())
+    assert result.summary()["skipped_rows"] == {"language_zh": 1}
+    zh_id = train.loc[train["lang"] == "zh", "row_id"].item()
+    assert zh_id not in set(result.table["parent_id"].dropna())
+
+
+def test_code_only_and_number_only_rows_are_rejected_as_unchanged(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    result = augment_table(train, params(synonym={"alpha": 1.0}), cache, BagOfWordsEmbedder())
+    rejected = result.summary()["methods"]["synonym"]["rejected_by_reason"]
+    assert rejected.get("unchanged", 0) >= 2
+    counts = result.summary()["methods"]["synonym"]
+    assert counts["candidates"] == counts["accepted"] + sum(rejected.values())
+
+
+def test_similarity_threshold_rejects_everything_when_set_to_one(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    result = augment_table(
+        train, params(filter={"min_similarity": 1.0}), cache, BagOfWordsEmbedder()
+    )
+    assert result.summary()["rows_added"] == 0
+
+
+def test_rerun_uses_the_embedding_cache(train: pd.DataFrame, cache: Path) -> None:
+    embedder = BagOfWordsEmbedder()
+    first = augment_table(train, params(seed=99), cache, embedder)
+    calls = embedder.calls
+    second = augment_table(train, params(seed=99), cache, embedder)
+    assert calls > 0 and embedder.calls == calls
+    pd.testing.assert_frame_equal(first.table, second.table)
+
+
+def test_disabled_or_empty_train_passes_rows_through(train: pd.DataFrame, cache: Path) -> None:
+    off = augment_table(train, params(enabled=False), cache, BagOfWordsEmbedder())
+    assert len(off.table) == len(train) and (off.table["aug_method"] == "original").all()
+    empty = augment_table(train.iloc[:0], params(), cache, BagOfWordsEmbedder())
+    assert len(empty.table) == 0 and empty.summary()["rows_added"] == 0
+
+
+def test_max_rows_limits_the_augmented_rows_deterministically(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    a = augment_table(train, params(max_rows=2), cache, BagOfWordsEmbedder())
+    b = augment_table(train.iloc[::-1], params(max_rows=2), cache, BagOfWordsEmbedder())
+    assert a.summary()["skipped_rows"]["over_max_rows"] == 3
+    assert set(a.table["parent_id"].dropna()) == set(b.table["parent_id"].dropna())
+
+
+def test_mask_round_trip_keeps_placeholders() -> None:
+    masked, tokens = mask_protected("Mail [EMAIL] at https://x.org or `cmd`")
+    assert (
+        "[EMAIL]" not in masked
+        and unmask(masked, tokens) == "Mail [EMAIL] at https://x.org or `cmd`"
+    )
