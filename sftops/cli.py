@@ -116,6 +116,30 @@ def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
     _run_stage("augment", params, set_)
 
 
+@app.command("train")
+def train_command(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = False,
+) -> None:
+    """Fine-tune the base model on the (augmented) train split; checkpoints are resumable."""
+    _setup_logging()
+    try:
+        from sftops.modeling.train import run_train
+
+        summary = run_train(_load(params, set_), resume=resume)
+    except SftopsError as err:
+        _fail(err)
+        return
+    log.info(
+        "train done: validation loss %.4f (base) -> %.4f (best), %d steps, %.0f tok/s",
+        summary["base_val_loss"],
+        summary["best_val_loss"],
+        summary["steps"],
+        summary["tokens_per_second"],
+    )
+
+
 @app.command()
 def run(
     params: ParamsOption = Path("params.yaml"),

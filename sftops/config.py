@@ -43,6 +43,10 @@ class PathsParams(Section):
     )
     quarantine_dir: str = Field("data/quarantine", description="Rejected rows with their reason.")
     reports_dir: str = Field("reports", description="Stage reports (JSON + markdown).")
+    model_dir: str = Field("models/sft", description="Fine-tuned model (final + best).")
+    checkpoints_dir: str = Field(
+        "models/checkpoints", description="Resumable training checkpoints (not versioned)."
+    )
     cache_dir: str = Field(
         ".cache/sftops", description="Caches (embeddings, translations, WordNet layout); not data."
     )
@@ -228,6 +232,57 @@ class AugmentParams(Section):
     filter: AugmentFilterParams = Field(default_factory=AugmentFilterParams)
 
 
+class LoraParams(Section):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt (default: all linear layers but the head)."
+    )
+
+
+class TrainParams(Section):
+    base_model: str = Field(
+        "smollm2-135m-instruct",
+        description="Built-in name (smollm2-135m-instruct), a local model folder, or a hub id.",
+    )
+    method: Literal["full", "lora", "freeze"] = Field(
+        "full", description="Full fine-tune, LoRA adapters, or train only the last N layers."
+    )
+    trainable_layers: int = Field(2, ge=1, description="method=freeze: layers left trainable.")
+    lora: LoraParams = Field(default_factory=LoraParams)
+    max_length: int = Field(512, ge=16, description="Tokens per example (and per packed row).")
+    packing: bool = Field(True, description="Pack examples into rows, no cross-attention.")
+    batch_size: int = Field(8, ge=1, description="Rows per micro-batch.")
+    grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    lr: float = Field(5e-5, gt=0, description="Peak learning rate.")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Warmup share of the steps.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decay (not on norms/biases).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout.")
+    kl_coef: float = Field(
+        0.0, ge=0, description="Weight of KL(fine-tuned || base) on response tokens (0 = off)."
+    )
+    grad_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on GPUs that support it, fp32 on CPU."
+    )
+    compile: bool = Field(False, description="torch.compile the model (GPU).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto")
+    eval_every: int = Field(50, ge=1, description="Steps between validation-loss evaluations.")
+    save_every: int = Field(100, ge=1, description="Steps between checkpoints.")
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="Stop after this many evaluations without improvement."
+    )
+    max_train_rows: int | None = Field(None, ge=1, description="Use at most this many rows.")
+    max_eval_rows: int | None = Field(200, ge=1, description="Validation rows for the loss.")
+    seed: int = Field(0)
+    use_augmented: bool = Field(True, description="Train on train_aug (else the plain split).")
+
+
 class Params(Section):
     """Everything a run needs; one section per stage."""
 
@@ -241,6 +296,7 @@ class Params(Section):
     )
     split: SplitParams = Field(default_factory=SplitParams)
     augment: AugmentParams = Field(default_factory=AugmentParams)
+    train: TrainParams = Field(default_factory=TrainParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

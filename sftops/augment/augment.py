@@ -22,6 +22,7 @@ import pandas as pd
 from sftops.augment.backtranslate import TranslationCache, back_translate, make_translator
 from sftops.augment.similarity import (
     EmbeddingCache,
+    cheap_rejection,
     cosine_rows,
     load_embedder,
     rejection_reason,
@@ -216,7 +217,12 @@ def augment_table(
     originals = [_prompt(records[c.parent]) for c in candidates]
     rewritten = [_prompt(c.fields) for c in candidates]
     similarity = np.zeros(len(candidates), dtype=np.float32)
-    if candidates:
+    needs_embedding = [
+        i
+        for i, (a, b) in enumerate(zip(originals, rewritten, strict=True))
+        if cheap_rejection(a, b, cfg.filter) is None
+    ]
+    if needs_embedding:
         loaded: list[Any] = [embedder]
 
         def embed(texts: Sequence[str]) -> np.ndarray:  # the model loads only on a cache miss
@@ -228,10 +234,15 @@ def augment_table(
             cfg.embedding_model or "all-MiniLM-L6-v2"
         )
         cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
-        similarity = cosine_rows(cache.embed(embed, originals), cache.embed(embed, rewritten))
+        similarity[needs_embedding] = cosine_rows(
+            cache.embed(embed, [originals[i] for i in needs_embedding]),
+            cache.embed(embed, [rewritten[i] for i in needs_embedding]),
+        )
         cache.save()
     result.seconds["similarity"] = time.perf_counter() - started
-    log.info("similarity filter: %d candidates embedded", len(candidates))
+    log.info(
+        "similarity filter: %d of %d candidates embedded", len(needs_embedding), len(candidates)
+    )
 
     seen = {dedup_key(full_text(r)) for r in train.to_dict(orient="records")}
     added = []

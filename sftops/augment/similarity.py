@@ -140,6 +140,24 @@ def same_text(a: str, b: str) -> bool:
     return _SPACE_PUNCT_RE.sub("", a.lower()) == _SPACE_PUNCT_RE.sub("", b.lower())
 
 
+def cheap_rejection(original: str, candidate: str, cfg: AugmentFilterParams) -> str | None:
+    """The checks that need no embedding (run first, so rejected candidates are never embedded).
+
+    >>> from sftops.config import AugmentFilterParams
+    >>> cheap_rejection("Add two and three.", "Add two and three, then again, twice over.",
+    ...                 AugmentFilterParams())
+    'length_ratio'
+    """
+    if not candidate.strip() or same_text(original, candidate):
+        return "unchanged"
+    if sorted(protected_tokens(original)) != sorted(protected_tokens(candidate)):
+        return "lost_protected_token"
+    ratio = len(candidate) / max(1, len(original))
+    if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
+        return "length_ratio"
+    return None
+
+
 def rejection_reason(
     original: str, candidate: str, similarity: float, cfg: AugmentFilterParams
 ) -> str | None:
@@ -156,16 +174,10 @@ def rejection_reason(
     >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg) is None
     True
     """
-    if not candidate.strip() or same_text(original, candidate):
-        return "unchanged"
-    if sorted(protected_tokens(original)) != sorted(protected_tokens(candidate)):
-        return "lost_protected_token"
-    ratio = len(candidate) / max(1, len(original))
-    if not cfg.min_length_ratio <= ratio <= cfg.max_length_ratio:
-        return "length_ratio"
-    if similarity < cfg.min_similarity:
+    reason = cheap_rejection(original, candidate, cfg)
+    if reason is None and similarity < cfg.min_similarity:
         return "low_similarity"
-    return None
+    return reason
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,0 +1,190 @@
+"""The training recipe on tiny models built in the test: exact resume, packing without
+cross-example attention, token-level loss normalisation across accumulation, methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from sftops.config import Params
+from sftops.modeling.data import Example, collate, pack_examples, single_rows
+from sftops.modeling.models import load_causal_lm, load_tokenizer
+from sftops.modeling.train import TrainState, token_loss_sum, train
+from tests.assets.tiny_models import tiny_gpt2, tiny_llama
+from tests.helpers import canonical_table
+
+ROWS = [
+    {"instruction": f"What is {a} plus {b}?", "output": f"{a} plus {b} is {a + b}."}
+    for a in range(3, 9)
+    for b in range(2, 6)
+] + [{"instruction": "法国的首都是哪里？", "output": "法国的首都是巴黎。"}]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {"llama": tiny_llama(root / "llama"), "gpt2": tiny_gpt2(root / "gpt2")}
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return canonical_table(ROWS)
+
+
+def params(tmp_path: Path, model: Path, **train: Any) -> Params:
+    base = {
+        "base_model": str(model),
+        "max_steps": 6,
+        "eval_every": 3,
+        "save_every": 2,
+        "batch_size": 2,
+        "grad_accum": 2,
+        "max_length": 96,
+        "lr": 3e-3,
+        "dropout": 0.1,
+        "early_stopping_patience": None,
+        "max_eval_rows": 6,
+    }
+    return Params.model_validate(
+        {
+            "paths": {
+                "model_dir": str(tmp_path / "model"),
+                "checkpoints_dir": str(tmp_path / "ck"),
+                "cache_dir": str(tmp_path / "cache"),
+            },
+            "train": {**base, **train},
+        }
+    )
+
+
+def losses(history: list[dict[str, float]]) -> list[float]:
+    """Train and validation losses in order (-1 where a step has none; step 0 has no train)."""
+    flat = []
+    for h in history:
+        flat += [h.get("train_loss", -1.0) if h["step"] else -1.0, h.get("val_loss", -1.0)]
+    return flat
+
+
+def test_training_lowers_the_validation_loss_and_writes_safetensors(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    result = train(
+        params(tmp_path, models["llama"], max_steps=12), table, table.head(6), progress=False
+    )
+    assert result.best_val_loss < result.base_val_loss - 0.3
+    files = {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"model.safetensors", "tokenizer.json", "train_params.json"} <= files
+    assert not any(name.endswith(".bin") for name in files)
+
+
+def test_resumed_run_has_the_same_loss_curve_as_an_uninterrupted_one(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    full = train(params(tmp_path / "a", models["llama"]), table, table.head(6), progress=False)
+    cut = params(tmp_path / "b", models["llama"])
+
+    def kill_after_step_5(state: TrainState) -> None:
+        if state.step == 5:
+            raise KeyboardInterrupt  # the last checkpoint is step 4 (save_every=2)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cut, table, table.head(6), progress=False, on_step=kill_after_step_5)
+    resumed = train(cut, table, table.head(6), resume=True, progress=False)
+    assert resumed.steps == full.steps == 6
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in full.history]
+    assert losses(resumed.history) == pytest.approx(losses(full.history), rel=1e-5)
+
+
+def test_packed_rows_do_not_attend_across_examples(models: dict[str, Path]) -> None:
+    for name in ("llama", "gpt2"):
+        tokenizer = load_tokenizer(models[name])
+        model: Any = load_causal_lm(models[name], tokenizer=tokenizer)
+        texts = ["What is the capital of France?", "1 + 2 = 3", "def add(a, b):"]
+        examples = [Example(ids, ids) for ids in (tokenizer(t)["input_ids"] for t in texts)]
+        packed = collate(pack_examples(examples, 64), tokenizer.pad_token_id, packed=True)
+        assert packed["input_ids"].shape[0] == 1  # all three share one row
+        with torch.no_grad():
+            # use_cache=False as in training: with a cache, transformers skips the packed mask
+            logits = model(
+                input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False
+            ).logits[0]
+            row = pack_examples(examples, 64)[0]
+            start = 0
+            # pack order is longest first; compare each segment to the example run alone
+            for ids in sorted((e.input_ids for e in examples), key=len, reverse=True):
+                alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
+                segment = logits[start : start + len(ids)]
+                torch.testing.assert_close(segment, alone, atol=1e-4, rtol=1e-4)
+                start += len(ids)
+            assert start == len(row.input_ids)
+
+
+def test_loss_is_normalised_per_token_across_micro_batches(models: dict[str, Path]) -> None:
+    tokenizer = load_tokenizer(models["llama"])
+    model: Any = load_causal_lm(models["llama"], tokenizer=tokenizer)
+    lengths = [3, 9, 4, 15]
+    examples = [Example(list(range(5, 5 + n)), list(range(5, 5 + n))) for n in lengths]
+    rows = single_rows(examples)
+    pad = tokenizer.pad_token_id
+
+    def gradient(groups: list[list[int]]) -> torch.Tensor:
+        model.zero_grad()
+        micro = [collate([rows[i] for i in g], pad, packed=False) for g in groups]
+        total = sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)
+        for batch in micro:
+            loss_sum, _ = token_loss_sum(model, batch)
+            (loss_sum / total).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    one_batch = gradient([[0, 1, 2, 3]])
+    accumulated = gradient([[0], [1, 2], [3]])
+    torch.testing.assert_close(one_batch, accumulated, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "freeze"])
+def test_lora_and_freeze_train_only_their_parameters(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame, method: str
+) -> None:
+    result = train(
+        params(tmp_path, models["llama"], method=method, max_steps=3, trainable_layers=1),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    assert result.steps == 3
+    before: Any = load_causal_lm(models["llama"])
+    after: Any = load_causal_lm(tmp_path / "model")
+    changed = {
+        name
+        for name, p in after.state_dict().items()
+        if not torch.equal(p, before.state_dict()[name])
+    }
+    if method == "freeze":
+        assert changed and all(".layers.1." in name for name in changed)
+    else:  # LoRA adapters are merged into the saved weights: attention/MLP matrices move
+        assert changed and all("embed" not in name and "norm" not in name for name in changed)
+
+
+def test_gpt2_family_trains_with_the_defined_template(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    result = train(
+        params(tmp_path, models["gpt2"], max_steps=4, kl_coef=0.1),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    assert result.steps == 4 and result.best_val_loss < result.base_val_loss
+
+
+def test_max_length_over_the_context_is_one_clear_error(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    from sftops.errors import SftopsError
+
+    with pytest.raises(SftopsError, match=r"train\.max_length: must be ≤ the model's context"):
+        train(params(tmp_path, models["gpt2"], max_length=100_000), table, table, progress=False)
