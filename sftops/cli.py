@@ -38,8 +38,10 @@ STAGE_MODULES = {
     "validate": "sftops.data.validate",
     "split": "sftops.data.split",
     "augment": "sftops.augment.augment",
+    "train": "sftops.modeling.train",
 }
 STAGES = tuple(STAGE_MODULES)
+DATA_STAGES = STAGES[: STAGES.index("train")]
 
 
 def _setup_logging() -> None:
@@ -51,8 +53,14 @@ def _setup_logging() -> None:
         log.setLevel(logging.INFO)
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    from sftops.config import parse_override as parse
+
+    return parse(text)
+
+
 def _load(params_file: Path, overrides: list[str] | None) -> Any:
-    from sftops.config import load_params, parse_override
+    from sftops.config import load_params
 
     return load_params(params_file, dict(parse_override(o) for o in overrides or []))
 
@@ -145,21 +153,27 @@ def run(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
     prefect: Annotated[
-        bool, typer.Option(help="Run through the Prefect `data_refresh` flow (else in-process).")
+        bool, typer.Option(help="Run through the Prefect `retrain` flow (else in-process).")
     ] = True,
+    train: Annotated[bool, typer.Option(help="Include the train stage.")] = True,
 ) -> None:
-    """Run every stage in order, through Prefect by default."""
+    """Run every stage in order (data stages, then training), through Prefect by default."""
     _setup_logging()
     try:
         loaded = _load(params, set_)
+        overrides = dict(parse_override(o) for o in set_ or [])
         if prefect:
-            from flows.data_refresh import data_refresh
-            from sftops.config import parse_override
+            if train:
+                from flows.retrain import retrain
 
-            overrides = dict(parse_override(o) for o in set_ or [])
-            summaries = data_refresh(params_file=str(params), overrides=overrides)
+                summaries = retrain(params_file=str(params), overrides=overrides)
+            else:
+                from flows.data_refresh import data_refresh
+
+                summaries = data_refresh(params_file=str(params), overrides=overrides)
         else:
-            summaries = {name: stage_function(name)(loaded) for name in STAGES}
+            stages = STAGES if train else DATA_STAGES
+            summaries = {name: stage_function(name)(loaded) for name in stages}
     except SftopsError as err:
         _fail(err)
         return
@@ -175,7 +189,7 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
     table.add_column("rows in", justify="right")
     table.add_column("rows out", justify="right")
     table.add_column("quarantined", justify="right")
-    ingest_s, clean_s, valid_s, split_s, augment_s = (summaries[s] for s in STAGES)
+    ingest_s, clean_s, valid_s, split_s, augment_s = (summaries[s] for s in DATA_STAGES)
     table.add_row(
         "ingest",
         str(ingest_s["rows_read"]),
@@ -202,11 +216,19 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
         f"train_aug {augment_s['rows_out']} (+{augment_s['rows_added']})",
         str(sum(sum(m["rejected_by_reason"].values()) for m in augment_s["methods"].values())),
     )
+    if "train" in summaries:
+        t = summaries["train"]
+        table.add_row(
+            "train",
+            f"{t['encoding']['rows']} rows",
+            f"val loss {t['base_val_loss']:.3f} -> {t['best_val_loss']:.3f} ({t['steps']} steps)",
+            str(t["encoding"]["dropped_no_answer"]),
+        )
     console = Console()
     console.print(table)
     console.print(
         f"Reports: {params.paths.reports_dir}/  quarantine: {params.paths.quarantine_dir}/  "
-        f"splits: {params.paths.splits_dir}/"
+        f"splits: {params.paths.splits_dir}/  model: {params.paths.model_dir}/"
     )
 
 

@@ -50,7 +50,7 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0  # micro-batches of the current epoch already consumed
-    tokens_seen: int = 0
+    tokens_seen: int = 0  # real (non-padding) input tokens processed by this process
     best_val_loss: float = math.inf
     best_step: int = 0
     evals_without_improvement: int = 0
@@ -470,6 +470,8 @@ def train(
             step_batches = batches[state.batch_in_epoch : state.batch_in_epoch + group]
             mine = step_batches[dist_info.rank :: dist_info.world_size]
             micro = [collate([rows[i] for i in b], pad_id, cfg.packing) for b in mine]
+            # real (non-padding) tokens this rank processes; the throughput figures use these
+            state.tokens_seen += sum(len(rows[i].input_ids) for b in mine for i in b)
             n_targets = torch.tensor(
                 sum(int((m["labels"][:, 1:] != IGNORE_INDEX).sum()) for m in micro)
             )
@@ -486,13 +488,16 @@ def train(
                     loss = loss_sum * dist_info.world_size / n_targets.to(device)
                 loss.backward()
                 step_loss += float(loss_sum.detach())
-                state.tokens_seen += int(batch["input_ids"].numel())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batch_in_epoch += group
+            if dist_info.world_size > 1:  # every rank logs the global mean
+                summed = torch.tensor(step_loss, dtype=torch.float64)
+                torch.distributed.all_reduce(summed)
+                step_loss = float(summed)
             train_loss = step_loss / max(1, int(n_targets))
             record: dict[str, float] = {
                 "step": state.step,

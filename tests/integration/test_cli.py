@@ -80,7 +80,9 @@ def test_too_many_invalid_rows_fails_validate(workdir: Path, tool_env: dict[str,
 
 
 def test_run_without_prefect_writes_all_outputs(workdir: Path, tool_env: dict[str, str]) -> None:
-    done = sftops(["run", "--no-prefect"], workdir, tool_env)
+    done = sftops(
+        ["run", "--no-prefect", "--no-train", "--set", "augment.max_rows=10"], workdir, tool_env
+    )
     assert done.returncode == 0, done.stderr
     assert "sftops data stages" in done.stdout
     for name in ("train", "validation", "test"):

@@ -33,10 +33,11 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
 
-    state = data_refresh(overrides={"split.test": 0.2}, return_state=True)
+    overrides = {"split.test": 0.2, "augment.max_rows": 10}
+    state = data_refresh(overrides=overrides, return_state=True)
     assert state.is_completed()
     summaries = state.result()
-    assert list(summaries) == ["ingest", "clean", "validate", "split"]
+    assert list(summaries) == ["ingest", "clean", "validate", "split", "augment"]
     assert summaries["split"]["rows"] == summaries["validate"]["rows_valid"]
     test_share = summaries["split"]["rows_by_split"]["test"] / summaries["split"]["rows"]
     assert 0.15 < test_share < 0.25  # the override reached the stage
@@ -54,5 +55,5 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
             )
             return sorted(r.name.split("-")[0] for r in runs)
 
-    assert anyio.run(task_names) == ["clean", "ingest", "split", "validate"]
+    assert anyio.run(task_names) == ["augment", "clean", "ingest", "split", "validate"]
     assert yaml.safe_load((tmp_path / "params.yaml").read_text())["split"]["test"] == 0.1

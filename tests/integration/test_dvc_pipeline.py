@@ -18,7 +18,15 @@ OUTPUTS = [
     "data/splits/validation.parquet",
     "data/splits/test.parquet",
     "reports/clean_report.json",
+    "data/splits/train_aug.parquet",
 ]
+
+
+def small_augment(repo: Path) -> None:
+    """Keep augmentation to a few rows so the test stays quick (training is not reproduced
+    here: the data stages are the DVC pipeline under test)."""
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("  max_rows: null", "  max_rows: 20"))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -34,12 +42,13 @@ def digest(path: Path) -> str:
 def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
     repo_copy: Path, tool_env: dict[str, str], tmp_path: Path
 ) -> None:
+    small_augment(repo_copy)
     for name in OUTPUTS:
         (repo_copy / name).unlink(missing_ok=True)
-    run(["dvc", "repro"], repo_copy, tool_env)
+    run(["dvc", "repro", "augment"], repo_copy, tool_env)
     hashes = {name: digest(repo_copy / name) for name in OUTPUTS}
 
-    second = run(["dvc", "repro"], repo_copy, tool_env)
+    second = run(["dvc", "repro", "augment"], repo_copy, tool_env)
     assert "Data and pipelines are up to date" in second
     assert "Running stage" not in second
 
@@ -48,18 +57,21 @@ def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
         repo_copy,
         tool_env,
     )
-    run(["dvc", "push"], repo_copy, tool_env)
+    run(["dvc", "push", "augment"], repo_copy, tool_env)
     for name in OUTPUTS:
         (repo_copy / name).unlink()
-    run(["dvc", "pull"], repo_copy, tool_env)
+    run(["dvc", "pull", "augment"], repo_copy, tool_env)
     assert {name: digest(repo_copy / name) for name in OUTPUTS} == hashes
 
 
-def test_changing_split_params_reruns_only_split(repo_copy: Path, tool_env: dict[str, str]) -> None:
-    run(["dvc", "repro"], repo_copy, tool_env)
+def test_changing_split_params_reruns_only_split_and_below(
+    repo_copy: Path, tool_env: dict[str, str]
+) -> None:
+    small_augment(repo_copy)
+    run(["dvc", "repro", "augment"], repo_copy, tool_env)
     params = repo_copy / "params.yaml"
     params.write_text(params.read_text().replace("salt: sftops", "salt: other"))
-    out = run(["dvc", "repro"], repo_copy, tool_env)
+    out = run(["dvc", "repro", "augment"], repo_copy, tool_env)
     assert "Running stage 'split'" in out
     for stage in ("ingest", "clean", "validate"):
         assert f"Running stage '{stage}'" not in out

@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 
 from flows import data_refresh as flow_module
-from sftops.cli import STAGE_MODULES, STAGES
+from flows import retrain as retrain_module
+from sftops.cli import DATA_STAGES, STAGE_MODULES, STAGES
 from sftops.config import Params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,10 @@ def dvc_stages() -> dict[str, dict]:
 def test_dvc_stages_match_the_cli_and_flow_order() -> None:
     assert tuple(dvc_stages()) == STAGES
     source = inspect.getsource(flow_module.data_refresh)
-    positions = [source.index(f'"{name}": {name}(params)') for name in STAGES]
+    positions = [source.index(f'"{name}": {name}(params)') for name in DATA_STAGES]
     assert positions == sorted(positions)
+    retrain = inspect.getsource(retrain_module.retrain)
+    assert retrain.index("data_refresh(") < retrain.index('summaries["train"] = train(params)')
 
 
 def test_each_stage_depends_on_its_own_source_and_params_section() -> None:

@@ -188,3 +188,51 @@ def test_max_length_over_the_context_is_one_clear_error(
 
     with pytest.raises(SftopsError, match=r"train\.max_length: must be ≤ the model's context"):
         train(params(tmp_path, models["gpt2"], max_length=100_000), table, table, progress=False)
+
+
+def test_early_stopping_keeps_the_best_checkpoint(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    # A learning rate far too high: validation loss gets worse after the first evaluation.
+    result = train(
+        params(
+            tmp_path,
+            models["llama"],
+            lr=0.5,
+            max_steps=20,
+            eval_every=1,
+            early_stopping_patience=2,
+            warmup_ratio=0.0,
+        ),
+        table,
+        table.head(6),
+        progress=False,
+    )
+    assert result.stopped_early and result.steps < 20
+    val = [h["val_loss"] for h in result.history[1:] if "val_loss" in h]
+    assert result.best_val_loss == pytest.approx(min(val))
+    saved = train(
+        params(tmp_path / "eval", tmp_path / "model", max_steps=1, lr=1e-12, warmup_ratio=0.0),
+        table,
+        table.head(6),
+        progress=False,
+    )
+    assert saved.base_val_loss == pytest.approx(result.best_val_loss, rel=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    plain = train(
+        params(tmp_path / "a", models["llama"], max_steps=2, dropout=0.0),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    ckpt = train(
+        params(tmp_path / "b", models["llama"], max_steps=2, dropout=0.0, grad_checkpointing=True),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    assert losses(ckpt.history) == pytest.approx(losses(plain.history), rel=1e-4)

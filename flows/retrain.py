@@ -1,0 +1,26 @@
+"""Retrain: refresh the data, then fine-tune (evaluate / register / promote come next)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.data_refresh import data_refresh
+from sftops.config import load_params
+from tasks.train import train
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Data stages, then training on the (augmented) train split."""
+    summaries = data_refresh(params_file, overrides)
+    params = load_params(params_file, overrides)
+    summaries["train"] = train(params)
+    return summaries
+
+
+if __name__ == "__main__":
+    retrain()
