@@ -47,8 +47,14 @@ def synthetic_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
 
 def build_model(kind: str, folder: Path) -> Path:
     """A randomly initialised model of the named architecture with a tiny test tokenizer."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     from tests.assets.tiny_models import tiny_llama
 
