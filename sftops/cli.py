@@ -148,6 +148,31 @@ def train_command(
     )
 
 
+@app.command("evaluate")
+def evaluate_command(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Candidate model folder (default: paths.model_dir).")
+    ] = None,
+) -> None:
+    """Base vs candidate (vs champion) on the test split: BLEU/chrF/ROUGE-L/EM/F1, accuracy and
+    macro-F1 on labelled rows, perplexity, paired-bootstrap CIs, predictions and plots."""
+    _setup_logging()
+    try:
+        from sftops.evaluation.report import run_evaluate
+
+        metrics = run_evaluate(_load(params, set_), model)
+    except SftopsError as err:
+        _fail(err)
+        return
+    from rich.console import Console
+
+    from sftops.evaluation.report import summary_markdown
+
+    Console().print(summary_markdown(metrics))
+
+
 @app.command()
 def run(
     params: ParamsOption = Path("params.yaml"),

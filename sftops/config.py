@@ -288,6 +288,42 @@ class TrainParams(Section):
     use_augmented: bool = Field(True, description="Train on train_aug (else the plain split).")
 
 
+class GenerationParams(Section):
+    strategy: Literal["greedy", "beam", "sample"] = Field("greedy", description="Decoding.")
+    max_new_tokens: int = Field(128, ge=1, description="Cap on new tokens per answer.")
+    batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
+    num_beams: int = Field(4, ge=1, description="strategy=beam: beams.")
+    length_penalty: float = Field(1.0, description="strategy=beam: >1 favours longer answers.")
+    early_stopping: bool = Field(True, description="strategy=beam: stop when beams are done.")
+    temperature: float = Field(0.7, gt=0, description="strategy=sample: softmax temperature.")
+    top_p: float = Field(0.9, gt=0, le=1, description="strategy=sample: nucleus mass.")
+    top_k: int = Field(50, ge=0, description="strategy=sample: top-k (0 = off).")
+    repetition_penalty: float = Field(1.0, gt=0, description="1.0 = off.")
+    seed: int = Field(0, description="strategy=sample: torch seed.")
+
+
+class EvaluateParams(Section):
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    max_rows: int | None = Field(None, ge=1, description="Evaluate at most this many test rows.")
+    compare_base: bool = Field(True, description="Also evaluate the base model.")
+    champion_model: str | None = Field(
+        None, description="A model folder to compare against (the registry fills this in)."
+    )
+    bootstrap_resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples.")
+    human_eval_rows: int = Field(30, ge=0, description="Rows in the human-evaluation sheet.")
+    label_aliases: dict[str, str] = Field(
+        default_factory=lambda: {
+            "正面": "positive",
+            "负面": "negative",
+            "体育": "sports",
+            "政治": "politics",
+            "科技": "technology",
+            "财经": "business",
+        },
+        description="Words in generations that mean a label (e.g. Chinese label words).",
+    )
+
+
 class Params(Section):
     """Everything a run needs; one section per stage."""
 
@@ -302,6 +338,7 @@ class Params(Section):
     split: SplitParams = Field(default_factory=SplitParams)
     augment: AugmentParams = Field(default_factory=AugmentParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
