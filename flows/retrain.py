@@ -1,4 +1,4 @@
-"""Retrain: refresh the data, then fine-tune (evaluate / register / promote come next)."""
+"""Retrain: refresh the data, fine-tune, evaluate (register / promote come next)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.data_refresh import data_refresh
 from sftops.config import load_params
+from tasks.evaluate import evaluate
 from tasks.train import train
 
 
@@ -15,10 +16,11 @@ from tasks.train import train
 def retrain(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Data stages, then training on the (augmented) train split."""
+    """Data stages, training on the (augmented) train split, evaluation on the test split."""
     summaries = data_refresh(params_file, overrides)
     params = load_params(params_file, overrides)
     summaries["train"] = train(params)
+    summaries["evaluate"] = evaluate(params)
     return summaries
 
 

@@ -39,6 +39,7 @@ STAGE_MODULES = {
     "split": "sftops.data.split",
     "augment": "sftops.augment.augment",
     "train": "sftops.modeling.train",
+    "evaluate": "sftops.evaluation.report",
 }
 STAGES = tuple(STAGE_MODULES)
 DATA_STAGES = STAGES[: STAGES.index("train")]
@@ -180,7 +181,9 @@ def run(
     prefect: Annotated[
         bool, typer.Option(help="Run through the Prefect `retrain` flow (else in-process).")
     ] = True,
-    train: Annotated[bool, typer.Option(help="Include the train stage.")] = True,
+    train: Annotated[
+        bool, typer.Option(help="Include the model stages (train, evaluate).")
+    ] = True,
 ) -> None:
     """Run every stage in order (data stages, then training), through Prefect by default."""
     _setup_logging()
@@ -249,6 +252,10 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
             f"val loss {t['base_val_loss']:.3f} -> {t['best_val_loss']:.3f} ({t['steps']} steps)",
             str(t["encoding"]["dropped_no_answer"]),
         )
+    if "evaluate" in summaries:
+        models = summaries["evaluate"]["models"]
+        cells = ", ".join(f"{name} F1 {m['token_f1']:.3f}" for name, m in models.items())
+        table.add_row("evaluate", str(summaries["evaluate"]["test_rows"]), cells, "-")
     console = Console()
     console.print(table)
     console.print(

@@ -26,7 +26,11 @@ def test_dvc_stages_match_the_cli_and_flow_order() -> None:
     positions = [source.index(f'"{name}": {name}(params)') for name in DATA_STAGES]
     assert positions == sorted(positions)
     retrain = inspect.getsource(retrain_module.retrain)
-    assert retrain.index("data_refresh(") < retrain.index('summaries["train"] = train(params)')
+    assert (
+        retrain.index("data_refresh(")
+        < retrain.index('summaries["train"] = train(params)')
+        < retrain.index('summaries["evaluate"] = evaluate(params)')
+    )
 
 
 def test_each_stage_depends_on_its_own_source_and_params_section() -> None:
