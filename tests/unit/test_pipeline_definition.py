@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import re
 from pathlib import Path
 
 import yaml
@@ -53,16 +54,10 @@ def test_dvc_paths_are_the_params_paths() -> None:
     paths = Params().paths
     outs = [o for stage in dvc_stages().values() for o in stage["outs"]]
     rendered = [
-        o.replace("${paths.ingested}", paths.ingested)
-        .replace("${paths.cleaned}", paths.cleaned)
-        .replace("${paths.validated}", paths.validated)
-        .replace("${paths.train_aug}", paths.train_aug)
-        .replace("${paths.splits_dir}", paths.splits_dir)
-        .replace("${paths.quarantine_dir}", paths.quarantine_dir)
-        .replace("${paths.reports_dir}", paths.reports_dir)
-        for o in outs
+        re.sub(r"\$\{paths\.(\w+)\}", lambda m: getattr(paths, m.group(1)), o) for o in outs
     ]
     assert str(paths.split("train")) in rendered
     assert str(paths.quarantine("clean")) in rendered
     assert str(paths.report("clean")) in rendered
+    assert paths.model_dir in rendered
     assert all("${" not in o for o in rendered)
