@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from sftops.config import load_params
+from sftops.pipeline import prepare_run
 from tasks.data import augment, clean, ingest, split, validate
 
 
@@ -15,7 +15,7 @@ def data_refresh(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Refresh the train / validation / test splits (and the augmented train split)."""
-    params = load_params(params_file, overrides)
+    params = prepare_run(params_file, overrides)
     return {
         "ingest": ingest(params),
         "clean": clean(params),

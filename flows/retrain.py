@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.data_refresh import data_refresh
 from sftops.config import load_params
+from sftops.versioning import is_dvc_project
 from tasks.evaluate import evaluate
 from tasks.train import train
 
@@ -18,7 +19,7 @@ def retrain(
 ) -> dict[str, dict[str, Any]]:
     """Data stages, training on the (augmented) train split, evaluation on the test split."""
     summaries = data_refresh(params_file, overrides)
-    params = load_params(params_file, overrides)
+    params = load_params(params_file, None if is_dvc_project() else overrides)
     summaries["train"] = train(params)
     summaries["evaluate"] = evaluate(params)
     return summaries

@@ -9,16 +9,17 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from sftops.errors import SftopsError
+from sftops.pipeline import DATA_STAGES, STAGES, execute_stage, prepare_run, stage_function
 
 app = typer.Typer(
-    help="sftops: instruction-tuning pipeline (ingest -> clean -> validate -> split -> augment).",
+    help="sftops: instruction-tuning pipeline "
+    "(ingest -> clean -> validate -> split -> augment -> train -> evaluate).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,17 +33,6 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", "-s", help="Override a param, e.g. --set clean.max_chars=4000."),
 ]
-STAGE_MODULES = {
-    "ingest": "sftops.data.ingest",
-    "clean": "sftops.data.clean",
-    "validate": "sftops.data.validate",
-    "split": "sftops.data.split",
-    "augment": "sftops.augment.augment",
-    "train": "sftops.modeling.train",
-    "evaluate": "sftops.evaluation.report",
-}
-STAGES = tuple(STAGE_MODULES)
-DATA_STAGES = STAGES[: STAGES.index("train")]
 
 
 def _setup_logging() -> None:
@@ -69,15 +59,6 @@ def _load(params_file: Path, overrides: list[str] | None) -> Any:
 def _fail(err: SftopsError) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
-
-
-def stage_function(name: str) -> Callable[[Any], dict[str, Any]]:
-    """The `run_<stage>` edge of a stage, imported on demand."""
-    from importlib import import_module
-
-    module = import_module(STAGE_MODULES[name])
-    stage: Callable[[Any], dict[str, Any]] = getattr(module, f"run_{name}")
-    return stage
 
 
 def _run_stage(name: str, params_file: Path, overrides: list[str] | None) -> None:
@@ -181,14 +162,14 @@ def run(
     prefect: Annotated[
         bool, typer.Option(help="Run through the Prefect `retrain` flow (else in-process).")
     ] = True,
-    train: Annotated[
-        bool, typer.Option(help="Include the model stages (train, evaluate).")
-    ] = True,
+    train: Annotated[bool, typer.Option(help="Include the model stages (train, evaluate).")] = True,
 ) -> None:
-    """Run every stage in order (data stages, then training), through Prefect by default."""
-    _setup_logging()
+    """Run every stage in order, through Prefect by default. In a DVC project each stage runs
+    via `dvc repro <stage>`, so unchanged stages are skipped and dvc.lock records the hashes;
+    --set overrides are then written to params.yaml (as `dvc exp run -S` does)."""
+    if not prefect:
+        _setup_logging()  # under Prefect, its own handler shows the sftops logs
     try:
-        loaded = _load(params, set_)
         overrides = dict(parse_override(o) for o in set_ or [])
         if prefect:
             if train:
@@ -200,8 +181,10 @@ def run(
 
                 summaries = data_refresh(params_file=str(params), overrides=overrides)
         else:
+            loaded = prepare_run(str(params), overrides)
             stages = STAGES if train else DATA_STAGES
-            summaries = {name: stage_function(name)(loaded) for name in stages}
+            summaries = {name: execute_stage(name, loaded) for name in stages}
+        loaded = _load(params, set_)
     except SftopsError as err:
         _fail(err)
         return

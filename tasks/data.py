@@ -1,4 +1,4 @@
-"""Thin Prefect tasks around the data stages' `run_<stage>` edges."""
+"""Thin Prefect tasks around the data stages (each runs through DVC in a DVC project)."""
 
 from __future__ import annotations
 
@@ -9,47 +9,43 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from sftops.augment.augment import report_markdown as augment_markdown
-from sftops.augment.augment import run_augment
 from sftops.config import Params
 from sftops.data.clean import report_markdown as clean_markdown
-from sftops.data.clean import run_clean
 from sftops.data.ingest import report_markdown as ingest_markdown
-from sftops.data.ingest import run_ingest
-from sftops.data.split import run_split
-from sftops.data.validate import run_validate
+from sftops.pipeline import execute_stage
 from sftops.reporting import summary_markdown
 
 
 @task(name="ingest", retries=1, retry_delay_seconds=5, cache_policy=NONE)
 def ingest(params: Params) -> dict[str, Any]:
-    summary = run_ingest(params)
+    summary = execute_stage("ingest", params)
     create_markdown_artifact(ingest_markdown(summary), key="ingest-report")
     return summary
 
 
 @task(name="clean", retries=1, retry_delay_seconds=5, cache_policy=NONE)
 def clean(params: Params) -> dict[str, Any]:
-    summary = run_clean(params)
+    summary = execute_stage("clean", params)
     create_markdown_artifact(clean_markdown(summary), key="clean-report")
     return summary
 
 
 @task(name="validate", cache_policy=NONE)
 def validate(params: Params) -> dict[str, Any]:
-    summary = run_validate(params)
+    summary = execute_stage("validate", params)
     create_markdown_artifact(summary_markdown("Validate report", summary), key="validate-report")
     return summary
 
 
 @task(name="split", cache_policy=NONE)
 def split(params: Params) -> dict[str, Any]:
-    summary = run_split(params)
+    summary = execute_stage("split", params)
     create_markdown_artifact(summary_markdown("Split report", summary), key="split-report")
     return summary
 
 
 @task(name="augment", retries=1, retry_delay_seconds=5, cache_policy=NONE)
 def augment(params: Params) -> dict[str, Any]:
-    summary = run_augment(params)
+    summary = execute_stage("augment", params)
     create_markdown_artifact(augment_markdown(summary), key="augment-report")
     return summary

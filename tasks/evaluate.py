@@ -9,11 +9,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from sftops.config import Params
-from sftops.evaluation.report import run_evaluate, summary_markdown
+from sftops.evaluation.report import summary_markdown
+from sftops.pipeline import execute_stage
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=10, cache_policy=NONE)
 def evaluate(params: Params) -> dict[str, Any]:
-    metrics = run_evaluate(params)
+    metrics = execute_stage("evaluate", params)
     create_markdown_artifact(summary_markdown(metrics), key="evaluation")
     return metrics
