@@ -615,6 +615,8 @@ def run_train(params: Params, resume: bool = False) -> dict[str, Any]:
     train_path = paths.train_aug if params.train.use_augmented else paths.split("train")
     result = train(params, read_table(train_path), read_table(paths.split("validation")), resume)
     summary = result.summary()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes reports
+        return summary
     write_json({**summary, "history": result.history}, paths.report("train"))
     loss_curve(
         result.history,
