@@ -49,11 +49,16 @@ def test_loss(model_dir: Path, params: Any) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="reuse results of runs already in this JSON (training on CPU is "
+                        "deterministic, so a finished run need not be repeated)")
     args = parser.parse_args()
     overrides = dict(parse_override(o) for o in args.overrides)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = json.loads(args.previous.read_text()) if args.previous else {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, augmented in (("with_augmentation", True), ("without_augmentation", False)):
+            if name in results:
+                continue
             run = Path(tmp) / name
             params = load_params(
                 ROOT / "params.yaml",

@@ -114,21 +114,33 @@ def iter_json_array(path: Path) -> Iterator[RawRecord]:
 def iter_json_lines(path: Path) -> Iterator[RawRecord | UnreadableLine]:
     """Parse JSON Lines one line at a time so one bad line costs only that line."""
     _check_text(path)
-    loads = json.loads
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield UnreadableLine(number, f"not UTF-8 (byte {err.start})", repr(raw[:200]))
-                continue
-            try:
-                yield RawRecord(number, loads(text))
-            except json.JSONDecodeError as err:
-                reason = f"malformed JSON (col {err.colno}): {err.msg}"
-                yield UnreadableLine(number, reason, text.rstrip("\r\n"))
+            item = parse_json_line(number, raw)
+            if item is not None:
+                yield item
+
+
+def read_json_lines_raw(path: Path) -> list[bytes]:
+    """The raw lines of a JSON Lines file (line number ``i + 1`` is item ``i``)."""
+    _check_text(path)
+    with path.open("rb") as handle:
+        return handle.readlines()
+
+
+def parse_json_line(number: int, raw: bytes) -> RawRecord | UnreadableLine | None:
+    """One line of a JSON Lines file: its record, why it is unreadable, or None when blank."""
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return UnreadableLine(number, f"not UTF-8 (byte {err.start})", repr(raw[:200]))
+    try:
+        return RawRecord(number, json.loads(text))
+    except json.JSONDecodeError as err:
+        reason = f"malformed JSON (col {err.colno}): {err.msg}"
+        return UnreadableLine(number, reason, text.rstrip("\r\n"))
 
 
 def iter_csv(path: Path) -> Iterator[RawRecord | UnreadableLine]:

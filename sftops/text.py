@@ -32,6 +32,8 @@ def script_language(text: str) -> str:
     >>> script_language("これは日本語です"), script_language("12345")
     ('ja', 'und')
     """
+    if text.isascii():  # no Han, kana or Hangul: the common case, decided without counting
+        return "en" if LATIN_RE.search(text) else "und"
     han = len(HAN_RE.findall(text))
     kana = len(KANA_RE.findall(text))
     hangul = len(HANGUL_RE.findall(text))
@@ -64,7 +66,15 @@ def shingles(text: str, word_n: int = 2, char_n: int = 2) -> set[str]:
         if len(chars) <= char_n:
             return {chars} if chars else set()
         return {chars[i : i + char_n] for i in range(len(chars) - char_n + 1)}
-    words = WORD_RE.findall(text.lower())
-    if len(words) <= word_n:
+    return word_shingles(WORD_RE.findall(text.lower()), word_n)
+
+
+def word_shingles(words: list[str], n: int = 2) -> set[str]:
+    """Word n-grams joined with spaces (the whole text when it has at most ``n`` words).
+
+    >>> sorted(word_shingles(["the", "cat", "sat"], 2)), word_shingles([], 2)
+    (['cat sat', 'the cat'], set())
+    """
+    if len(words) <= n:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + word_n]) for i in range(len(words) - word_n + 1)}
+    return set(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import html
 import json
+import multiprocessing
+import os
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -22,13 +26,13 @@ from sftops.config import CleanParams, Params
 from sftops.data.dedup import (
     dedup_key,
     first_occurrence_of,
-    minhash_signatures,
+    minhash_of_sets,
     near_duplicate_representatives,
 )
-from sftops.data.langid import detect_languages
+from sftops.data.langid import detector_languages, fast_languages
 from sftops.data.pii import scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
-from sftops.text import has_cjk
+from sftops.text import has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 CODE_FENCE_RE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
@@ -48,9 +52,12 @@ HTML_ENTITY_RE = re.compile(r"&(?:#\d{1,7}|#x[0-9a-fA-F]{1,6}|[A-Za-z]{2,8});")
 CONTROL_RE = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]"
 )
-INLINE_SPACE_RE = re.compile(r"[ \t\u00a0\u3000]+")
+# Runs of inline spaces, except a lone " " (already what a run becomes).
+INLINE_SPACE_RE = re.compile(r" [ \t\u00a0\u3000]+|[\t\u00a0\u3000][ \t\u00a0\u3000]*")
 MANY_NEWLINES_RE = re.compile(r"\n{3,}")
 WORD_OR_CJK_RE = re.compile(r"[\u3400-\u9fff]|\w+")
+SPACE_RE = re.compile(r"\s+")
+NOT_ALNUM_RE = re.compile(r"[\W_]+")  # [^\W_] is exactly str.isalnum, \s str.isspace
 
 
 def _outside_code(text: str, edit: Any) -> str:
@@ -86,8 +93,10 @@ def strip_html(text: str) -> str:
 
 def _tidy_whitespace(part: str) -> str:
     part = INLINE_SPACE_RE.sub(" ", part)
+    if "\n" not in part:
+        return part.strip()
     part = "\n".join(line.strip() for line in part.split("\n"))
-    return MANY_NEWLINES_RE.sub("\n\n", part)
+    return MANY_NEWLINES_RE.sub("\n\n", part) if "\n\n\n" in part else part
 
 
 # Full-width punctuation is the correct form in Chinese text; NFKC would turn it into ASCII.
@@ -132,10 +141,13 @@ def repetition_ratio(text: str, n: int = 3) -> float:
     >>> repetition_ratio("a quick brown fox jumps over the lazy dog")
     0.0
     """
-    tokens = WORD_OR_CJK_RE.findall(text.lower())
+    return _repetition(WORD_OR_CJK_RE.findall(text.lower()), n)
+
+
+def _repetition(tokens: list[str], n: int = 3) -> float:
     if len(tokens) < n + 3:  # too short to call repetitive
         return 0.0
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
     return 1 - len(set(grams)) / len(grams)
 
 
@@ -145,10 +157,10 @@ def alnum_ratio(text: str) -> float:
     >>> alnum_ratio("ab!!"), alnum_ratio("你好！"), alnum_ratio("")
     (0.5, 0.6666666666666666, 1.0)
     """
-    chars = [c for c in text if not c.isspace()]
+    chars = SPACE_RE.sub("", text)
     if not chars:
         return 1.0
-    return sum(c.isalnum() for c in chars) / len(chars)
+    return len(NOT_ALNUM_RE.sub("", chars)) / len(chars)
 
 
 @cache
@@ -180,12 +192,27 @@ def _map_history(history: str, edit: Any) -> str:
 
 def full_text(row: dict[str, Any] | pd.Series) -> str:
     """All the text of a row (system, earlier turns, instruction, input, output)."""
-    turns = " ".join(_history_texts(row["history"])) if row["history"] != "[]" else ""
-    return " ".join(
-        part
-        for part in (row["system"], turns, row["instruction"], row["input"], row["output"])
-        if part
-    )
+    parts = (row["system"], row["history"], row["instruction"], row["input"], row["output"])
+    return _join_text(*parts)
+
+
+def _join_text(system: str, history: str, instruction: str, input_: str, output: str) -> str:
+    turns = " ".join(_history_texts(history)) if history != "[]" else ""
+    return " ".join(part for part in (system, turns, instruction, input_, output) if part)
+
+
+def _full_texts(columns: dict[str, list[str]]) -> list[str]:
+    return [
+        _join_text(*row)
+        for row in zip(
+            columns["system"],
+            columns["history"],
+            columns["instruction"],
+            columns["input"],
+            columns["output"],
+            strict=True,
+        )
+    ]
 
 
 @dataclass
@@ -219,88 +246,226 @@ class CleanResult:
         }
 
 
-def _normalise_fields(df: pd.DataFrame, cfg: CleanParams, modified: Counter[str]) -> pd.DataFrame:
-    df = df.copy()
+# ------------------------------------------------------------------------------------------
+# Per-row work, on chunks of rows (pure functions of their columns; run in worker processes
+# for large tables). The global parts (language detector, exact and near dedup) stay in
+# clean_table.
+# ------------------------------------------------------------------------------------------
+
+PARALLEL_MIN_ROWS = 50_000  # smaller tables are cleaned in-process
+CHUNK_ROWS = 20_000
+HISTORY_FIELDS = (*TEXT_FIELDS, "history")
+_worker_job: tuple[Callable[..., Any], dict[str, list[Any]], tuple[Any, ...]] | None = None
+
+
+def _init_worker(fn: Callable[..., Any], columns: dict[str, list[Any]], args: tuple) -> None:
+    global _worker_job
+    _worker_job = (fn, columns, args)
+
+
+def _run_slice(bounds: tuple[int, int]) -> Any:
+    assert _worker_job is not None
+    fn, columns, args = _worker_job
+    start, stop = bounds
+    return fn({k: v[start:stop] for k, v in columns.items()}, *args)
+
+
+def _worker_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def map_row_chunks(fn: Callable[..., Any], columns: dict[str, list[Any]], *args: Any) -> list[Any]:
+    """``fn(columns of a chunk of rows, *args)`` for consecutive chunks of rows, in order.
+
+    Tables of at least PARALLEL_MIN_ROWS rows go to a pool of worker processes, one per core.
+    The workers are forked, so they inherit ``columns`` and only the chunk results are sent
+    back; without ``fork`` (or with one core) the chunks run here.
+    """
+    n = len(next(iter(columns.values()), []))
+    bounds = [(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
+    workers = min(_worker_count(), len(bounds))
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    if n < PARALLEL_MIN_ROWS or workers < 2 or not can_fork:
+        return [fn({k: v[a:b] for k, v in columns.items()}, *args) for a, b in bounds]
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(fn, columns, args),
+    ) as pool:
+        return list(pool.map(_run_slice, bounds))
+
+
+@dataclass
+class _Prepared:
+    """A chunk after normalisation and PII scrubbing, with the fast-path language."""
+
+    columns: dict[str, list[str]]  # HISTORY_FIELDS
+    lang: list[str | None]  # None: for the language detector
+    normalised: int
+    pii: dict[str, Counter[str]]  # per field, kinds in order of first occurrence
+
+
+def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
+    """Normalise the text fields and history, scrub PII, and guess the language when easy."""
+
+    def edit(text: str) -> str:
+        return normalise_text(text, cfg.normalize_unicode, cfg.strip_html)
+
+    out: dict[str, list[str]] = {}
+    normalised = 0
     for name in TEXT_FIELDS:
-        before = df[name].tolist()
-        after = [normalise_text(t, cfg.normalize_unicode, cfg.strip_html) for t in before]
-        modified["normalised"] += sum(a != b for a, b in zip(after, before, strict=True))
-        df[name] = pd.array(after, dtype="string")
-    edit = lambda t: normalise_text(t, cfg.normalize_unicode, cfg.strip_html)  # noqa: E731
-    df["history"] = [_map_history(h, edit) for h in df["history"].tolist()]
+        before = columns[name]
+        after = [edit(t) for t in before]
+        normalised += sum(a != b for a, b in zip(after, before, strict=True))
+        out[name] = after
+    history = [_map_history(h, edit) for h in columns["history"]]
+    pii: dict[str, Counter[str]] = {name: Counter() for name in TEXT_FIELDS}
     if cfg.scrub_pii:
         for name in TEXT_FIELDS:
-            scrubbed, counts = scrub_many(df[name].tolist(), cfg.pii_kinds)
+            scrubbed, counts = scrub_many(out[name], cfg.pii_kinds)
             for found in counts:
                 for kind, n in found.items():
-                    modified[f"pii_{kind}"] += n
-            df[name] = pd.array(scrubbed, dtype="string")
-        df["history"] = [
-            _map_history(h, lambda t: scrub_many([t], cfg.pii_kinds)[0][0])
-            for h in df["history"].tolist()
-        ]
-    return df
+                    pii[name][f"pii_{kind}"] += n
+            out[name] = scrubbed
+        history = [_map_history(h, lambda t: scrub_many([t], cfg.pii_kinds)[0][0]) for h in history]
+    out["history"] = history
+    return _Prepared(out, fast_languages(_full_texts(out)), normalised, pii)
 
 
-def _filter_reasons(df: pd.DataFrame, texts: list[str], cfg: CleanParams) -> list[str | None]:
-    """The first failing filter per row (None when the row passes)."""
+@dataclass
+class _Finished:
+    """A chunk after to_simplified, the filters, dedup keys and MinHash signatures."""
+
+    simplified: dict[str, list[tuple[int, str]]]  # per field: (row in chunk, new text)
+    to_simplified: int
+    reason: list[str | None]
+    keys: list[str | None]  # exact-dedup key of the rows that passed the filters
+    signature_rows: list[int] = field(default_factory=list)  # rows in chunk with a signature
+    signatures: np.ndarray | None = None
+
+
+def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
+    """Convert Chinese rows to simplified, apply the filters (first failing one is the reason),
+    and for the rows left: the exact-dedup key and the MinHash signature.
+
+    A row whose key an earlier row of the chunk that passed the filters already has is an exact
+    duplicate whatever the other chunks hold, so it gets no signature.
+    """
+    simplified: dict[str, list[tuple[int, str]]] = {name: [] for name in TEXT_FIELDS}
+    n_simplified = 0
     reasons: list[str | None] = []
+    keys: list[str | None] = []
+    signature_rows: list[int] = []
+    token_sets: list[set[str]] = []
+    seen: set[str] = set()
     allowed = set(cfg.languages) | {"und"}
-    for row, text, lang in zip(
-        df[["instruction", "output"]].itertuples(index=False), texts, df["lang"], strict=True
-    ):
-        instruction, output = row
+    nd = cfg.near_dedup
+    system, history = columns["system"], columns["history"]
+    instructions, inputs, outputs = columns["instruction"], columns["input"], columns["output"]
+    for i, (lang, row_id) in enumerate(zip(columns["lang"], columns["row_id"], strict=True)):
+        row = {"system": system[i], "instruction": instructions[i], "input": inputs[i]}
+        row["output"] = outputs[i]
+        if cfg.to_simplified and lang == "zh":
+            for name in TEXT_FIELDS:
+                converted = to_simplified(row[name])
+                if converted != row[name]:
+                    row[name] = converted
+                    simplified[name].append((i, converted))
+                    n_simplified += 1
+        instruction, output = row["instruction"], row["output"]
+        text = _join_text(row["system"], history[i], instruction, row["input"], output)
+        lowered = text.lower()
+        tokens: list[str] = []
         if len(instruction.strip()) < cfg.min_instruction_chars:
-            reasons.append("empty_instruction")
+            reason: str | None = "empty_instruction"
         elif len(output.strip()) < cfg.min_output_chars:
-            reasons.append("empty_output")
+            reason = "empty_output"
         elif len(text) > cfg.max_chars:
-            reasons.append("too_long")
-        elif repetition_ratio(text) > cfg.max_repetition:
-            reasons.append("repetitive")
+            reason = "too_long"
+        elif _repetition(tokens := WORD_OR_CJK_RE.findall(lowered)) > cfg.max_repetition:
+            reason = "repetitive"
         elif min(alnum_ratio(instruction), alnum_ratio(output)) < cfg.min_alnum_ratio:
-            reasons.append("low_alnum_ratio")
+            reason = "low_alnum_ratio"
         elif lang not in allowed:
-            reasons.append("language")
+            reason = "language"
         else:
-            reasons.append(None)
-    return reasons
+            reason = None
+        reasons.append(reason)
+        key = None
+        if reason is None:
+            key = dedup_key(text) if cfg.exact_dedup else row_id
+            if nd.enabled and key not in seen:
+                seen.add(key)
+                signature_rows.append(i)
+                # On ASCII text the repetition tokens are the shingles' words (\w+ runs).
+                if lowered.isascii():
+                    token_sets.append(word_shingles(tokens, nd.word_ngram))
+                else:
+                    token_sets.append(shingles(text, nd.word_ngram, nd.char_ngram))
+        keys.append(key)
+    signatures = minhash_of_sets(token_sets, nd.num_perm) if token_sets else None
+    return _Finished(simplified, n_simplified, reasons, keys, signature_rows, signatures)
+
+
+def _concat(parts: Sequence[Any], attr: str, name: str | None = None) -> list[Any]:
+    out: list[Any] = []
+    for part in parts:
+        out.extend(getattr(part, attr) if name is None else getattr(part, attr)[name])
+    return out
 
 
 def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
     """Tables in, tables out: kept rows (with ``cluster_id``), quarantined rows with reasons."""
+    df = df.reset_index(drop=True).copy()
+    n = len(df)
     modified: Counter[str] = Counter()
-    df = _normalise_fields(df.reset_index(drop=True), cfg, modified)
-    texts = [full_text(row) for row in df.to_dict(orient="records")]
-    df["lang"] = pd.array(detect_languages(texts), dtype="string")
-    if cfg.to_simplified:
-        zh = np.flatnonzero(df["lang"].to_numpy() == "zh")
-        for name in TEXT_FIELDS:
-            column = df[name].tolist()
-            converted = [to_simplified(column[i]) for i in zh]
-            changed = [i for i, c in zip(zh, converted, strict=True) if c != column[i]]
-            for i, c in zip(zh, converted, strict=True):
-                column[i] = c
-            modified["to_simplified"] += len(changed)
-            df[name] = pd.array(column, dtype="string")
-        if len(zh):
-            texts = [full_text(row) for row in df.to_dict(orient="records")]
 
-    reason = pd.Series(_filter_reasons(df, texts, cfg), dtype="object")
-    detail = pd.Series([""] * len(df), dtype="object")
+    prepared = map_row_chunks(_prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
+    columns = {name: _concat(prepared, "columns", name) for name in HISTORY_FIELDS}
+    modified["normalised"] = sum(p.normalised for p in prepared)
+    for name in TEXT_FIELDS:
+        for part in prepared:
+            modified.update(part.pii[name])
+    langs = _concat(prepared, "lang")
+    del prepared
+    pending = [i for i, lang in enumerate(langs) if lang is None]
+    if pending:
+        texts = _full_texts({k: [columns[k][i] for i in pending] for k in HISTORY_FIELDS})
+        for i, lang in zip(pending, detector_languages(texts), strict=True):
+            langs[i] = lang
+
+    row_ids = df["row_id"].tolist()
+    finished = map_row_chunks(_finish_rows, {**columns, "lang": langs, "row_id": row_ids}, cfg)
+    offsets = np.cumsum([0] + [len(part.reason) for part in finished])
+    for part, offset in zip(finished, offsets.tolist(), strict=False):
+        for name, changes in part.simplified.items():
+            for i, text in changes:
+                columns[name][offset + i] = text
+    if cfg.to_simplified:
+        modified["to_simplified"] = sum(part.to_simplified for part in finished)
+    for name in TEXT_FIELDS:
+        df[name] = pd.array(columns[name], dtype="string")
+    df["history"] = columns["history"]
+    df["lang"] = pd.array(langs, dtype="string")
+    del columns
+
+    reason = pd.Series(_concat(finished, "reason"), dtype="object")
+    detail = pd.Series([""] * n, dtype="object")
     lang_rejected = reason == "language"
     detail[lang_rejected] = df.loc[lang_rejected, "lang"].astype(str)
 
     # Exact duplicates: identical raw content (same row_id) always; identical after
     # normalisation (case, spacing, punctuation, full-width) when exact_dedup is on.
-    keys = df["row_id"].tolist()
-    if cfg.exact_dedup:
-        keys = [dedup_key(t) for t in texts]
+    keys = _concat(finished, "keys")
     alive = reason.isna().to_numpy()
     first = first_occurrence_of(
         [k if ok else f"dead:{i}" for i, (k, ok) in enumerate(zip(keys, alive, strict=True))]
     )
-    is_dup = alive & (first != np.arange(len(df)))
+    is_dup = alive & (first != np.arange(n))
     reason[is_dup] = "exact_duplicate"
     detail[is_dup] = df["row_id"].to_numpy()[first[is_dup]]
 
@@ -308,9 +473,18 @@ def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
     alive_index = np.flatnonzero(reason.isna().to_numpy())
     if cfg.near_dedup.enabled and alive_index.size > 1:
         nd = cfg.near_dedup
-        signatures = minhash_signatures(
-            [texts[i] for i in alive_index], nd.num_perm, nd.word_ngram, nd.char_ngram
-        )
+        # Row of each row's signature in the stacked chunk signatures (-1: none computed).
+        position = np.full(n, -1, dtype=np.int64)
+        rows_with = [
+            offset + np.asarray(part.signature_rows, dtype=np.int64)
+            for part, offset in zip(finished, offsets.tolist(), strict=False)
+        ]
+        position[np.concatenate(rows_with)] = np.arange(sum(r.size for r in rows_with))
+        stacked = [part.signatures for part in finished if part.signatures is not None]
+        del finished
+        assert (position[alive_index] >= 0).all()
+        signatures = np.concatenate(stacked)[position[alive_index]]
+        del stacked
         rep, similarity = near_duplicate_representatives(signatures, nd.threshold)
         rep_rows = alive_index[rep]
         cluster_id[alive_index] = df["row_id"].to_numpy()[rep_rows]

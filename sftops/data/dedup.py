@@ -21,6 +21,8 @@ from sftops.text import shingles
 _NON_WORD_RE = re.compile(r"[\W_]+")
 MINHASH_SEED = 1234
 FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
+SIGNATURE_CHUNK_ROWS = 20_000  # rows per rensa call (bounds its list-of-lists temporaries)
+_EMPTY_SET = frozenset({""})
 
 
 def dedup_key(text: str) -> str:
@@ -76,11 +78,30 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 def minhash_signatures(texts: Sequence[str], num_perm: int, word_n: int, char_n: int) -> np.ndarray:
     """A (rows, num_perm) uint32 MinHash matrix over word or character shingles."""
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for start in range(0, len(texts), SIGNATURE_CHUNK_ROWS):
+        chunk = texts[start : start + SIGNATURE_CHUNK_ROWS]
+        out[start : start + len(chunk)] = minhash_of_sets(
+            [shingles(t, word_n, char_n) for t in chunk], num_perm
+        )
+    return out
+
+
+def minhash_of_sets(token_sets: Sequence[set[str]], num_perm: int) -> np.ndarray:
+    """A (rows, num_perm) uint32 MinHash matrix of token sets (an empty set counts as {""}).
+
+    MinHash does not depend on token order, so the sets go to rensa as they are; rensa's result
+    (a Python list per row) is converted chunk by chunk to keep that temporary small.
+    """
     from rensa import RMinHash
 
-    token_sets = [sorted(shingles(t, word_n, char_n)) or [""] for t in texts]
-    digests = RMinHash.digests_from_token_sets(token_sets, num_perm, MINHASH_SEED)
-    return np.asarray(digests, dtype=np.uint32).reshape(len(texts), num_perm)
+    out = np.empty((len(token_sets), num_perm), dtype=np.uint32)
+    for start in range(0, len(token_sets), SIGNATURE_CHUNK_ROWS):
+        chunk = [s or _EMPTY_SET for s in token_sets[start : start + SIGNATURE_CHUNK_ROWS]]
+        out[start : start + len(chunk)] = RMinHash.digests_from_token_sets(
+            chunk, num_perm, MINHASH_SEED
+        )
+    return out
 
 
 def near_duplicate_representatives(

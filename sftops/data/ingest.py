@@ -8,9 +8,11 @@ clean stage refines it), ``task``, ``system``, ``history`` (JSON list of earlier
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from sftops.io import (
     RawRecord,
     UnreadableLine,
     detect_format,
+    parse_json_line,
+    read_json_lines_raw,
     read_records,
     write_json,
     write_jsonl,
@@ -50,7 +54,9 @@ FIELD_ALIASES = {
     "task": ("task", "category"),
     "label": ("label",),
 }
+PARALLEL_MIN_BYTES = 32 * 2**20  # larger JSON Lines files are parsed in worker processes
 USER_ROLES = {"user", "human"}
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
 
 
@@ -64,7 +70,7 @@ def content_hash(*parts: str) -> str:
     >>> content_hash("a", "b") == content_hash("a", "b") != content_hash("ab", "")
     True
     """
-    digest = hashlib.blake2b(json.dumps(parts, ensure_ascii=False).encode(), digest_size=8)
+    digest = hashlib.blake2b(_encode_json(parts).encode(), digest_size=8)
     return digest.hexdigest()
 
 
@@ -203,19 +209,28 @@ def _reason_key(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
 
-def ingest_source(
-    src: SourceParams, cfg: IngestParams
-) -> tuple[list[dict], list[dict], SourceResult]:
-    path = Path(src.path)
-    fmt = detect_format(path) if src.format == "auto" else src.format
-    name = src.name or path.stem
-    result = SourceResult(name=name, path=str(path), format=fmt)
-    rows: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
+@dataclass
+class _Ingested:
+    rows: dict[str, list[Any]]  # CANONICAL_COLUMNS
+    rejected: list[dict[str, Any]]
+    read: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+
+def _ingest_items(
+    items: Iterable[RawRecord | UnreadableLine | None],
+    path: Path,
+    name: str,
+    src: SourceParams,
+    cfg: IngestParams,
+) -> _Ingested:
+    """Canonical rows (as columns) and quarantine records of records read from a file."""
+    out = _Ingested({c: [] for c in CANONICAL_COLUMNS}, [])
+    add = [out.rows[c].append for c in CANONICAL_COLUMNS]
 
     def reject(line: int, reason: str, raw: Any) -> None:
-        result.rejected[_reason_key(reason)] += 1
-        rejected.append(
+        out.reasons[_reason_key(reason)] += 1
+        out.rejected.append(
             {
                 "stage": "ingest",
                 "source": name,
@@ -226,8 +241,10 @@ def ingest_source(
             }
         )
 
-    for item in read_records(path, fmt):
-        result.read += 1
+    for item in items:
+        if item is None:
+            continue
+        out.read += 1
         if isinstance(item, UnreadableLine):
             reject(item.line, item.reason, item.raw)
             continue
@@ -240,19 +257,65 @@ def ingest_source(
         if src.weight < 1 and hash_fraction(row["row_id"], name) >= src.weight:
             reject(item.line, f"not sampled (mixture weight {src.weight})", item.data)
             continue
-        rows.append(row)
-    result.ingested = len(rows)
+        for append, column in zip(add, CANONICAL_COLUMNS, strict=True):
+            append(row[column])
+    return out
+
+
+def _ingest_json_lines(
+    columns: dict[str, list[Any]], path: Path, name: str, src: SourceParams, cfg: IngestParams
+) -> _Ingested:
+    """``_ingest_items`` of a chunk of raw JSON Lines (``line``: 1-based numbers, ``raw``)."""
+    items = map(parse_json_line, columns["line"], columns["raw"])
+    return _ingest_items(items, path, name, src, cfg)
+
+
+def ingest_source(
+    src: SourceParams, cfg: IngestParams
+) -> tuple[dict[str, list[Any]], list[dict], SourceResult]:
+    path = Path(src.path)
+    fmt = detect_format(path) if src.format == "auto" else src.format
+    name = src.name or path.stem
+    result = SourceResult(name=name, path=str(path), format=fmt)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of long-lived row objects: the collector would only rescan them
+    try:
+        if (
+            fmt in {"jsonl", "sharegpt"}
+            and path.is_file()
+            and path.stat().st_size >= PARALLEL_MIN_BYTES
+        ):
+            from sftops.data.clean import map_row_chunks
+
+            raw = read_json_lines_raw(path)
+            lines: dict[str, list[Any]] = {"line": list(range(1, len(raw) + 1)), "raw": raw}
+            parts = map_row_chunks(_ingest_json_lines, lines, path, name, src, cfg)
+        else:
+            parts = [_ingest_items(read_records(path, fmt), path, name, src, cfg)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    rows: dict[str, list[Any]] = {c: [] for c in CANONICAL_COLUMNS}
+    rejected: list[dict[str, Any]] = []
+    for part in parts:
+        for c in CANONICAL_COLUMNS:
+            rows[c].extend(part.rows[c])
+        rejected.extend(part.rejected)
+        result.read += part.read
+        result.rejected.update(part.reasons)
+    result.ingested = len(rows["row_id"])
     return rows, rejected, result
 
 
 def ingest_sources(cfg: IngestParams) -> IngestResult:
     """Read every source in params order; the table keeps that order."""
-    all_rows: list[dict[str, Any]] = []
+    all_rows: dict[str, list[Any]] = {c: [] for c in CANONICAL_COLUMNS}
     quarantine: list[dict[str, Any]] = []
     results = []
     for src in cfg.sources:
         rows, rejected, result = ingest_source(src, cfg)
-        all_rows.extend(rows)
+        for c in CANONICAL_COLUMNS:
+            all_rows[c].extend(rows[c])
         quarantine.extend(rejected)
         results.append(result)
     table = pd.DataFrame(all_rows, columns=CANONICAL_COLUMNS)

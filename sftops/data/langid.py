@@ -55,18 +55,26 @@ def fast_language(text: str) -> str | None:
     if not words:
         return None
     stop = _english_stopwords()
-    hits = sum(1 for w in words if w in stop)
+    hits = sum(map(stop.__contains__, words))
     return "en" if hits >= 2 and hits * 4 >= len(words) else None
+
+
+def fast_languages(texts: Sequence[str]) -> list[str | None]:
+    """``fast_language`` of the start of each text (None: left to the detector)."""
+    return [fast_language(t[:SAMPLE_CHARS]) for t in texts]
+
+
+def detector_languages(texts: Sequence[str]) -> list[str]:
+    """The detector's language of the start of each text (``und`` when it finds none)."""
+    found = _detector().detect_languages_in_parallel_of([t[:SAMPLE_CHARS] for t in texts])
+    return [lang.iso_code_639_1.name.lower() if lang is not None else "und" for lang in found]
 
 
 def detect_languages(texts: Sequence[str]) -> list[str]:
     """ISO 639-1 code per text (``und`` when nothing can be said, e.g. only digits)."""
-    result: list[str | None] = [fast_language(t[:SAMPLE_CHARS]) for t in texts]
+    result = fast_languages(texts)
     pending = [i for i, lang in enumerate(result) if lang is None]
     if pending:
-        found = _detector().detect_languages_in_parallel_of(
-            [texts[i][:SAMPLE_CHARS] for i in pending]
-        )
-        for i, language in zip(pending, found, strict=True):
-            result[i] = language.iso_code_639_1.name.lower() if language is not None else "und"
+        for i, lang in zip(pending, detector_languages([texts[i] for i in pending]), strict=True):
+            result[i] = lang
     return [lang or "und" for lang in result]
