@@ -155,6 +155,63 @@ def evaluate_command(
     Console().print(summary_markdown(metrics))
 
 
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model folder, built-in name or models:/<name>@champion (default: paths.model_dir).",
+    ),
+]
+
+
+@app.command("serve")
+def serve_command(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    model: ModelOption = None,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    poll_seconds: Annotated[
+        float, typer.Option(help="Check for a new model version every N seconds (0: never).")
+    ] = 30.0,
+) -> None:
+    """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
+    the champion alias moves."""
+    _setup_logging()
+    try:
+        from sftops.serving import model_source, serve
+
+        loaded = _load(params, set_)
+        source = model_source(model or loaded.paths.model_dir, loaded.paths.cache_dir)
+        serve(source, host, port, poll_seconds, params=loaded.evaluate.generation)
+    except SftopsError as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("chat")
+def chat_command(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    model: ModelOption = None,
+    system: Annotated[str | None, typer.Option(help="System message for the chat.")] = None,
+) -> None:
+    """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
+    _setup_logging()
+    try:
+        from sftops.serving import chat_repl, model_source
+
+        loaded = _load(params, set_)
+        source = model_source(model or loaded.paths.model_dir, loaded.paths.cache_dir)
+        chat_repl(source, loaded.evaluate.generation, system=system)
+    except SftopsError as err:
+        _fail(err)
+
+
 @app.command()
 def run(
     params: ParamsOption = Path("params.yaml"),
