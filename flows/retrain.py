@@ -1,4 +1,4 @@
-"""Retrain: refresh the data, fine-tune, evaluate (register / promote come next)."""
+"""Retrain: refresh the data, fine-tune, evaluate, register, and promote if the gate passes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flows.data_refresh import data_refresh
 from sftops.config import load_params
 from sftops.versioning import is_dvc_project
 from tasks.evaluate import evaluate
+from tasks.release import promote, register
 from tasks.train import train
 
 
@@ -17,11 +18,15 @@ from tasks.train import train
 def retrain(
     params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Data stages, training on the (augmented) train split, evaluation on the test split."""
+    """Data stages, training on the (augmented) train split, evaluation on the test split,
+    registration in MLflow (alias challenger) and the metric-gated promotion (alias champion)."""
     summaries = data_refresh(params_file, overrides)
     params = load_params(params_file, None if is_dvc_project() else overrides)
     summaries["train"] = train(params)
     summaries["evaluate"] = evaluate(params)
+    if params.register_.enabled:
+        summaries["register"] = register(params)
+        summaries["promote"] = promote(params, summaries["register"]["version"])
     return summaries
 
 

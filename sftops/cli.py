@@ -155,6 +155,73 @@ def evaluate_command(
     Console().print(summary_markdown(metrics))
 
 
+@app.command()
+def register(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Log this pipeline run to MLflow (params, curves, metrics, plots, lineage: git commit,
+    dvc.lock hashes) and register the model; the new version gets alias `challenger`."""
+    _setup_logging()
+    try:
+        from sftops.release import run_register
+
+        out = run_register(_load(params, set_))
+    except SftopsError as err:
+        _fail(err)
+        return
+    typer.echo(
+        f"registered {out['model_name']} version {out['version']} "
+        f"(run {out['run_id']}, {out['tracking_uri']})"
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Option(help="Model version to gate or promote.")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Promote by hand, bypassing the metric gate, with this "
+            "reason (recorded on the version)."
+        ),
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who decided (recorded).")] = None,
+) -> None:
+    """Move alias `champion` to a version if the metric gate passes (or by hand with --reason)."""
+    _setup_logging()
+    try:
+        from sftops.release import run_promote
+
+        out = run_promote(_load(params, set_), version, force_reason=reason, approved_by=by)
+    except SftopsError as err:
+        _fail(err)
+        return
+    verdict = "promoted to champion" if out["promoted"] else "not promoted"
+    typer.echo(f"{out['model_name']} version {version}: {verdict}")
+    for line in out["reasons"]:
+        typer.echo(f"  - {line}")
+    if not out["promoted"]:
+        raise typer.Exit(code=3)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded on both versions).")],
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """Move alias `champion` back to the previous champion."""
+    _setup_logging()
+    try:
+        from sftops.release import run_rollback
+
+        out = run_rollback(_load(params, set_), reason)
+    except SftopsError as err:
+        _fail(err)
+        return
+    typer.echo(f"{out['model_name']}: champion is version {out['champion']} again")
+
+
 ModelOption = Annotated[
     str | None,
     typer.Option(

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sftops.errors import ConfigError
+from sftops.promotion import GateConfig
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
@@ -324,6 +325,42 @@ class EvaluateParams(Section):
     )
 
 
+class RegisterParams(Section):
+    enabled: bool = Field(True, description="Log the run to MLflow and register the model.")
+    model_name: str = Field("sftops-chat", description="Registered model name in MLflow.")
+    experiment: str = Field("sftops", description="MLflow experiment of pipeline runs.")
+    allow_unknown_lineage: bool = Field(
+        False,
+        description="Register even without git commit / dvc.lock data hashes (recorded as "
+        "incomplete lineage).",
+    )
+    artifacts: list[str] = Field(
+        default_factory=lambda: [
+            "reports/evaluation.md",
+            "reports/metrics.png",
+            "reports/confusion_matrix.png",
+            "reports/train_loss.png",
+            "reports/predictions.jsonl",
+            "reports/human_eval.csv",
+            "reports/clean_report.md",
+            "reports/augment_report.md",
+        ],
+        description="Files logged with the run (missing ones are skipped and listed).",
+    )
+
+
+class PromoteParams(GateConfig):
+    """The promotion gate (see sftops.promotion) plus how the flow applies it."""
+
+    require_approval: bool = Field(False, description="Pause the flow for a human decision.")
+    approval_timeout_s: int = Field(3600, ge=1, description="How long the pause waits.")
+    compare_champion: bool = Field(
+        True,
+        description="Evaluate the registry's champion on the same test rows, so the gate has "
+        "paired confidence intervals against it.",
+    )
+
+
 class Params(Section):
     """Everything a run needs; one section per stage."""
 
@@ -339,6 +376,10 @@ class Params(Section):
     augment: AugmentParams = Field(default_factory=AugmentParams)
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    register_: RegisterParams = Field(
+        default_factory=RegisterParams, alias="register", description="MLflow registry."
+    )
+    promote: PromoteParams = Field(default_factory=PromoteParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

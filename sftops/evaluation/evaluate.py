@@ -217,6 +217,22 @@ class EvaluateResult:
         }
 
 
+def registry_champion(params: Params) -> str | None:
+    """The registry's current champion as a local folder, when comparing against it is on."""
+    if not (params.register_.enabled and params.promote.compare_champion):
+        return None
+    from sftops import registry
+
+    try:
+        folder = registry.download_champion(
+            params.register_.model_name, Path(params.paths.cache_dir) / "champion"
+        )
+    except SftopsError as err:
+        log.warning("no champion comparison: %s", err)
+        return None
+    return str(folder) if folder else None
+
+
 def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
     """Evaluate the base model, the candidate and (if given) the champion on the test split."""
     from sftops.io import read_table
@@ -237,7 +253,8 @@ def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
     if not candidate.is_dir():
         raise SftopsError("candidate model folder not found (run `sftops train`)", file=candidate)
     models.append(("candidate", candidate))
-    if cfg.champion_model:
-        models.append(("champion", resolve_model_path(cfg.champion_model, paths.cache_dir)))
+    champion = cfg.champion_model or registry_champion(params)
+    if champion:
+        models.append(("champion", resolve_model_path(champion, paths.cache_dir)))
     evals = [evaluate_model(name, path, test, params) for name, path in models]
     return EvaluateResult(test, evals, compare(evals, cfg), int(missing.sum()))

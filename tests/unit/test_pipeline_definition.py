@@ -11,8 +11,8 @@ import yaml
 
 from flows import data_refresh as flow_module
 from flows import retrain as retrain_module
-from sftops.cli import DATA_STAGES, STAGE_MODULES, STAGES
 from sftops.config import Params
+from sftops.pipeline import DATA_STAGES, STAGE_MODULES, STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
