@@ -123,6 +123,7 @@ def iter_json_lines(path: Path) -> Iterator[RawRecord | UnreadableLine]:
 
 def read_json_lines_raw(path: Path) -> list[bytes]:
     """The raw lines of a JSON Lines file (line number ``i + 1`` is item ``i``)."""
+    _check_readable_file(path)
     _check_text(path)
     with path.open("rb") as handle:
         return handle.readlines()

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import html
 import json
-import multiprocessing
-import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,6 +30,7 @@ from sftops.data.dedup import (
 from sftops.data.langid import detector_languages, fast_languages
 from sftops.data.pii import scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
+from sftops.parallel import map_row_chunks, row_pool
 from sftops.text import has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -252,51 +251,7 @@ class CleanResult:
 # clean_table.
 # ------------------------------------------------------------------------------------------
 
-PARALLEL_MIN_ROWS = 50_000  # smaller tables are cleaned in-process
-CHUNK_ROWS = 20_000
 HISTORY_FIELDS = (*TEXT_FIELDS, "history")
-_worker_job: tuple[Callable[..., Any], dict[str, list[Any]], tuple[Any, ...]] | None = None
-
-
-def _init_worker(fn: Callable[..., Any], columns: dict[str, list[Any]], args: tuple) -> None:
-    global _worker_job
-    _worker_job = (fn, columns, args)
-
-
-def _run_slice(bounds: tuple[int, int]) -> Any:
-    assert _worker_job is not None
-    fn, columns, args = _worker_job
-    start, stop = bounds
-    return fn({k: v[start:stop] for k, v in columns.items()}, *args)
-
-
-def _worker_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def map_row_chunks(fn: Callable[..., Any], columns: dict[str, list[Any]], *args: Any) -> list[Any]:
-    """``fn(columns of a chunk of rows, *args)`` for consecutive chunks of rows, in order.
-
-    Tables of at least PARALLEL_MIN_ROWS rows go to a pool of worker processes, one per core.
-    The workers are forked, so they inherit ``columns`` and only the chunk results are sent
-    back; without ``fork`` (or with one core) the chunks run here.
-    """
-    n = len(next(iter(columns.values()), []))
-    bounds = [(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
-    workers = min(_worker_count(), len(bounds))
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
-    if n < PARALLEL_MIN_ROWS or workers < 2 or not can_fork:
-        return [fn({k: v[a:b] for k, v in columns.items()}, *args) for a, b in bounds]
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker,
-        initargs=(fn, columns, args),
-    ) as pool:
-        return list(pool.map(_run_slice, bounds))
 
 
 @dataclass
@@ -421,10 +376,16 @@ def _concat(parts: Sequence[Any], attr: str, name: str | None = None) -> list[An
 def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
     """Tables in, tables out: kept rows (with ``cluster_id``), quarantined rows with reasons."""
     df = df.reset_index(drop=True).copy()
+    with row_pool(len(df)) as pool:
+        return _clean_rows(df, cfg, pool)
+
+
+def _clean_rows(
+    df: pd.DataFrame, cfg: CleanParams, pool: ProcessPoolExecutor | None
+) -> CleanResult:
     n = len(df)
     modified: Counter[str] = Counter()
-
-    prepared = map_row_chunks(_prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
+    prepared = map_row_chunks(pool, _prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
     columns = {name: _concat(prepared, "columns", name) for name in HISTORY_FIELDS}
     modified["normalised"] = sum(p.normalised for p in prepared)
     for name in TEXT_FIELDS:
@@ -439,7 +400,9 @@ def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
             langs[i] = lang
 
     row_ids = df["row_id"].tolist()
-    finished = map_row_chunks(_finish_rows, {**columns, "lang": langs, "row_id": row_ids}, cfg)
+    finished = map_row_chunks(
+        pool, _finish_rows, {**columns, "lang": langs, "row_id": row_ids}, cfg
+    )
     offsets = np.cumsum([0] + [len(part.reason) for part in finished])
     for part, offset in zip(finished, offsets.tolist(), strict=False):
         for name, changes in part.simplified.items():

@@ -54,7 +54,6 @@ FIELD_ALIASES = {
     "task": ("task", "category"),
     "label": ("label",),
 }
-PARALLEL_MIN_BYTES = 32 * 2**20  # larger JSON Lines files are parsed in worker processes
 USER_ROLES = {"user", "human"}
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
@@ -280,16 +279,13 @@ def ingest_source(
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of long-lived row objects: the collector would only rescan them
     try:
-        if (
-            fmt in {"jsonl", "sharegpt"}
-            and path.is_file()
-            and path.stat().st_size >= PARALLEL_MIN_BYTES
-        ):
-            from sftops.data.clean import map_row_chunks
+        if fmt in {"jsonl", "sharegpt"}:  # parsed in worker processes when large
+            from sftops.parallel import map_row_chunks, row_pool
 
             raw = read_json_lines_raw(path)
             lines: dict[str, list[Any]] = {"line": list(range(1, len(raw) + 1)), "raw": raw}
-            parts = map_row_chunks(_ingest_json_lines, lines, path, name, src, cfg)
+            with row_pool(len(raw)) as pool:
+                parts = map_row_chunks(pool, _ingest_json_lines, lines, path, name, src, cfg)
         else:
             parts = [_ingest_items(read_records(path, fmt), path, name, src, cfg)]
     finally:

@@ -57,10 +57,10 @@ def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
         repo_copy,
         tool_env,
     )
-    run(["dvc", "push", "augment"], repo_copy, tool_env)
+    run(["dvc", "push", "--with-deps", "augment"], repo_copy, tool_env)
     for name in OUTPUTS:
         (repo_copy / name).unlink()
-    run(["dvc", "pull", "augment"], repo_copy, tool_env)
+    run(["dvc", "pull", "--with-deps", "augment"], repo_copy, tool_env)
     assert {name: digest(repo_copy / name) for name in OUTPUTS} == hashes
 
 
