@@ -8,9 +8,10 @@ from prefect import flow
 
 from flows.data_refresh import data_refresh
 from sftops.config import load_params
+from sftops.pipeline import workspace_lock
 from sftops.versioning import is_dvc_project
 from tasks.evaluate import evaluate
-from tasks.release import promote, register
+from tasks.release import promote, push_versions, register
 from tasks.train import train
 
 
@@ -20,13 +21,16 @@ def retrain(
 ) -> dict[str, dict[str, Any]]:
     """Data stages, training on the (augmented) train split, evaluation on the test split,
     registration in MLflow (alias challenger) and the metric-gated promotion (alias champion)."""
-    summaries = data_refresh(params_file, overrides)
-    params = load_params(params_file, None if is_dvc_project() else overrides)
-    summaries["train"] = train(params)
-    summaries["evaluate"] = evaluate(params)
-    if params.register_.enabled:
-        summaries["register"] = register(params)
-        summaries["promote"] = promote(params, summaries["register"]["version"])
+    with workspace_lock():
+        summaries = data_refresh(params_file, overrides, lock=False)
+        params = load_params(params_file, None if is_dvc_project() else overrides)
+        summaries["train"] = train(params)
+        summaries["evaluate"] = evaluate(params)
+        if is_dvc_project():
+            push_versions()
+        if params.register_.enabled:
+            summaries["register"] = register(params)
+            summaries["promote"] = promote(params, summaries["register"]["version"])
     return summaries
 
 

@@ -5,8 +5,11 @@ calling its `run_<stage>` edge directly (tests, scratch folders)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from sftops.config import Params
@@ -60,3 +63,34 @@ def prepare_run(params_file: str, overrides: dict[str, Any] | None) -> Params:
         log.info("overrides written to %s: %s", params_file, overrides)
         return load_params(params_file)
     return load_params(params_file, overrides)
+
+
+@contextmanager
+def workspace_lock(root: str | Path = ".", poll_seconds: float = 5.0) -> Iterator[None]:
+    """One orchestrated run at a time per workspace: a second trigger waits here (queued) until
+    the first finishes, instead of both writing the same files. The lock is an flock on
+    `.sftops.lock`, so a crashed run releases it and can simply be re-run (DVC then skips the
+    stages that completed)."""
+    import fcntl
+    import time
+
+    path = Path(root) / ".sftops.lock"
+    with path.open("a+") as handle:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("another run holds %s; waiting for it to finish", path)
+                    waited = True
+                time.sleep(poll_seconds)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -10,6 +10,7 @@ from prefect.cache_policies import NONE
 
 from sftops.config import Params
 from sftops.release import run_promote, run_register
+from sftops.versioning import push
 
 
 @task(name="register", retries=2, retry_delay_seconds=10, cache_policy=NONE)
@@ -33,3 +34,9 @@ def promote(params: Params, version: str, approved_by: str | None = None) -> dic
         f"# {out['model_name']} v{version}: {verdict}\n\n{lines}\n", key="promotion"
     )
     return out
+
+
+@task(name="dvc-push", retries=2, retry_delay_seconds=10, cache_policy=NONE)
+def push_versions() -> None:
+    """Send the data and model versions recorded in dvc.lock to the DVC remote."""
+    push()
