@@ -28,7 +28,10 @@ def retrain(
         summaries["evaluate"] = evaluate(params)
         if is_dvc_project():
             push_versions()
-        if params.register_.enabled:
+        unchanged = summaries["train"].get("skipped") and summaries["evaluate"].get("skipped")
+        if unchanged:
+            print("model and evaluation unchanged since the last run: nothing new to register")
+        elif params.register_.enabled:
             summaries["register"] = register(params)
             summaries["promote"] = promote(params, summaries["register"]["version"])
     return summaries

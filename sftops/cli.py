@@ -363,6 +363,10 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
         models = summaries["evaluate"]["models"]
         cells = ", ".join(f"{name} F1 {m['token_f1']:.3f}" for name, m in models.items())
         table.add_row("evaluate", str(summaries["evaluate"]["test_rows"]), cells, "-")
+    if "promote" in summaries:
+        p = summaries["promote"]
+        verdict = "champion" if p["promoted"] else "not promoted (see reasons on the version)"
+        table.add_row("register", "-", f"{p['model_name']} v{p['version']}: {verdict}", "-")
     console = Console()
     console.print(table)
     console.print(
