@@ -222,6 +222,37 @@ def rollback(
     typer.echo(f"{out['model_name']}: champion is version {out['champion']} again")
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="MLflow run id of a pipeline run.")],
+) -> None:
+    """Restore the data and model of an MLflow pipeline run: its commit's dvc.lock, dvc.yaml
+    and params.yaml, then the DVC outputs from the cache or the remote. Check out the same
+    commit for the code (printed) to re-run it exactly."""
+    _setup_logging()
+    try:
+        from sftops.registry import run_lineage
+        from sftops.versioning import restore_run
+
+        lineage = run_lineage(run_id)
+        commit = lineage.get("git.commit", "unknown")
+        if commit == "unknown":
+            raise SftopsError(f"run {run_id} has no git commit in its lineage")
+        targets = [
+            lineage[k]
+            for k in ("dvc.train_data", "dvc.test_data", "dvc.model")
+            if lineage.get(f"{k}_md5", "unknown") != "unknown"
+        ]
+        restored = restore_run(commit, targets)
+    except SftopsError as err:
+        _fail(err)
+        return
+    typer.echo(f"restored {len(restored)} DVC outputs of run {run_id} (commit {commit[:12]})")
+    for name in restored:
+        typer.echo(f"  {name}")
+    typer.echo(f"code of that run: git checkout {commit}")
+
+
 ModelOption = Annotated[
     str | None,
     typer.Option(

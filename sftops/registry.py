@@ -280,6 +280,7 @@ def lineage_from_repo(
         "dvc.train_data_md5": md5(train_data),
         "dvc.test_data": test_data,
         "dvc.test_data_md5": md5(test_data),
+        "dvc.model": model_dir,
         "dvc.model_md5": md5(model_dir),
         "base_model": base_model or _base_model(root / model_dir),
         "rows.train": _parquet_rows(root / train_data),
@@ -947,3 +948,15 @@ def request_approval(
     )
     answer = pause_flow_run(wait_for_input=form, timeout=timeout_s)
     return Approval.model_validate(answer.model_dump(include=set(Approval.model_fields)))
+
+
+def run_lineage(run_id: str, *, root: Path | None = None) -> dict[str, str]:
+    """The lineage tags (git commit, dvc.lock hashes, ...) a pipeline run was logged with."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(root)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise SftopsError(f"MLflow has no run {run_id!r}: {_one_line(err)}") from None
+    return {k: v for k, v in run.data.tags.items() if k.startswith(("git.", "dvc.", "rows."))}

@@ -110,3 +110,33 @@ def git_commit(root: str | Path = ".") -> tuple[str, bool]:
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return head, bool(status.strip())
+
+
+def restore_run(commit: str, targets: list[str], root: str | Path = ".") -> list[str]:
+    """Put the versions of ``targets`` (DVC outputs: the run's train / test data, its model)
+    recorded at ``commit`` into the workspace: that commit's dvc.lock, dvc.yaml and params.yaml
+    from git, then `dvc pull` of the targets (from the cache, else the remote). Returns the
+    outputs restored."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        subprocess.run(
+            ["git", "checkout", commit, "--", "dvc.lock", "dvc.yaml", "params.yaml"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except subprocess.CalledProcessError as err:
+        raise SftopsError(
+            f"git cannot restore commit {commit[:12]}: {err.stderr.strip()}"
+        ) from None
+    with Repo(str(root)) as repo:
+        try:
+            result = repo.pull(targets=targets, force=True)
+        except DvcException as err:
+            raise SftopsError(
+                f"dvc could not restore the outputs of {commit[:12]}: {err}"
+            ) from None
+    return sorted(result.get("added", []) + result.get("modified", []))
