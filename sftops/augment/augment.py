@@ -197,8 +197,13 @@ def augment_table(
 
     candidates: list[Candidate] = []
     if cfg.synonym.enabled and cfg.synonym.n_aug:
-        source = SynonymSource(load_wordnet(str(cache_path or ".cache/sftops")))
+        wordnet_dir = str(cache_path or ".cache/sftops")
+        source = SynonymSource(
+            lambda: load_wordnet(wordnet_dir),
+            cache_path / "synonyms.json" if cache_path else None,
+        )
         candidates += synonym_candidates(train, rows, cfg, source)
+        source.save()
         result.seconds["synonym"] = time.perf_counter() - timer
         log.info("synonym: %d candidates from %d rows", len(candidates), len(rows))
     if cfg.backtranslation.enabled and cfg.backtranslation.pivots:

@@ -10,11 +10,13 @@ are inflected like the original (plural nouns, verb -s/-ed/-ing).
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sftops.config import SynonymParams
@@ -99,14 +101,58 @@ def verb_form(word: str, lemma: str) -> str | None:
 
 
 class SynonymSource:
-    """Synonyms of a word in its dominant part of speech, inflected like the word."""
+    """Synonyms of a word in its dominant part of speech, inflected like the word.
 
-    def __init__(self, wordnet: Any) -> None:
-        self.wn = wordnet
-        self._irregular_verbs = {
-            base for base_list in wordnet._exception_map["v"].values() for base in base_list
-        }
+    ``wordnet`` is NLTK's reader or a zero-argument function returning it: with a persisted
+    ``cache_file`` holding every word of a rerun, WordNet (~3 s to load) is never loaded.
+    Sense-tag counts come from ``cntlist.rev`` read once into a dict (NLTK's ``Lemma.count()``
+    binary-searches the file on every call, which dominated the cost).
+    """
+
+    def __init__(self, wordnet: Any, cache_file: str | Path | None = None) -> None:
+        self._wordnet = wordnet
+        self._wn: Any = None
+        self._counts: dict[str, int] | None = None
+        self._irregular: set[str] | None = None
+        self.cache_file = Path(cache_file) if cache_file else None
         self._cache: dict[str, tuple[str, ...]] = {}
+        self._dirty = False
+        if self.cache_file and self.cache_file.exists():
+            loaded = json.loads(self.cache_file.read_text(encoding="utf-8"))
+            self._cache = {word: tuple(synonyms) for word, synonyms in loaded.items()}
+
+    @property
+    def wn(self) -> Any:
+        if self._wn is None:
+            self._wn = self._wordnet() if callable(self._wordnet) else self._wordnet
+        return self._wn
+
+    def _count(self, lemma: Any) -> int:
+        if self._counts is None:
+            root = Path(getattr(self.wn.root, "path", str(self.wn.root)))
+            counts: dict[str, int] = {}
+            with (root / "cntlist.rev").open(encoding="utf-8") as handle:
+                for line in handle:
+                    key, _, count = line.split()
+                    counts[key] = int(count)
+            self._counts = counts
+        return self._counts.get(lemma.key(), 0)
+
+    @property
+    def _irregular_verbs(self) -> set[str]:
+        if self._irregular is None:
+            self._irregular = {
+                base for bases in self.wn._exception_map["v"].values() for base in bases
+            }
+        return self._irregular
+
+    def save(self) -> None:
+        """Persist the word -> synonyms cache (atomic write) if it grew."""
+        if self.cache_file and self._dirty:
+            from sftops.io import write_json
+
+            write_json({w: list(s) for w, s in self._cache.items()}, self.cache_file)
+            self._dirty = False
 
     def dominant_pos(self, word: str) -> tuple[str, str] | None:
         """(part of speech, lemma) carrying most sense-tagged uses of ``word``, if clear."""
@@ -116,7 +162,7 @@ class SynonymSource:
             if lemma is None:
                 continue
             tagged = sum(
-                lem.count()
+                self._count(lem)
                 for synset in self.wn.synsets(lemma, pos)
                 for lem in synset.lemmas()
                 if lem.name().lower() == lemma
@@ -133,6 +179,7 @@ class SynonymSource:
     def synonyms(self, word: str) -> tuple[str, ...]:
         if word not in self._cache:
             self._cache[word] = self._lookup(word)
+            self._dirty = True
         return self._cache[word]
 
     def _lookup(self, word: str) -> tuple[str, ...]:
@@ -157,7 +204,7 @@ class SynonymSource:
                     name.lower() == lemma
                     or name != name.lower()
                     or not name.replace("_", "").isalpha()
-                    or lem.count() < MIN_SYNONYM_COUNT
+                    or self._count(lem) < MIN_SYNONYM_COUNT
                 ):
                     continue
                 inflected = self._inflect(name.replace("_", " "), pos, form)
