@@ -129,7 +129,7 @@ def main() -> None:
     )
     print(
         f"  cached rerun (new process)   {fresh_rerun_seconds:10.2f} s  = {fresh_speedup:.1f}x "
-        "faster (includes loading WordNet)"
+        "faster (new process: models and caches loaded from disk)"
     )
     print(json.dumps(results, indent=2))
     out = ROOT / "bench" / "results" / "augment_bench.json"

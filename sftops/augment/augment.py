@@ -24,6 +24,7 @@ from sftops.augment.similarity import (
     EmbeddingCache,
     cheap_rejection,
     cosine_rows,
+    embedder_name,
     load_embedder,
     rejection_reason,
 )
@@ -235,9 +236,7 @@ def augment_table(
                 loaded[0] = load_embedder(cfg.embedding_model)
             return np.asarray(loaded[0](texts))
 
-        model_name = getattr(embedder, "name", None) or str(
-            cfg.embedding_model or "all-MiniLM-L6-v2"
-        )
+        model_name = getattr(embedder, "name", None) or embedder_name(cfg.embedding_model)
         cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
         similarity[needs_embedding] = cosine_rows(
             cache.embed(embed, [originals[i] for i in needs_embedding]),
