@@ -21,37 +21,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sftops.config import load_params, parse_override  # noqa: E402
+from sftops.evaluation.evaluate import reference_nll  # noqa: E402
 from sftops.io import read_table  # noqa: E402
 from sftops.modeling.models import load_causal_lm, load_tokenizer, resolve_model_path  # noqa: E402
-from sftops.modeling.train import build_rows, encode_rows, mean_loss, train  # noqa: E402
+from sftops.modeling.train import train  # noqa: E402
 
 
 def test_loss(model_dir: Path, params: Any) -> float:
-    import torch
-
     tokenizer = load_tokenizer(model_dir)
     model: Any = load_causal_lm(model_dir, tokenizer=tokenizer)
-    examples, _ = encode_rows(
-        read_table(params.paths.split("test")), tokenizer, params.train.max_length
-    )
-    rows = build_rows(examples, params.train)
-    return mean_loss(
-        model,
-        rows,
-        params.train.batch_size,
-        tokenizer.pad_token_id,
-        params.train.packing,
-        torch.device("cpu"),
-        None,
-    )
+    return reference_nll(model, tokenizer, read_table(params.paths.split("test")), params)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--previous", type=Path, default=None,
-                        help="reuse results of runs already in this JSON (training on CPU is "
-                        "deterministic, so a finished run need not be repeated)")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="reuse results of runs already in this JSON (training on CPU is "
+        "deterministic, so a finished run need not be repeated)",
+    )
     args = parser.parse_args()
     overrides = dict(parse_override(o) for o in args.overrides)
     results: dict[str, Any] = json.loads(args.previous.read_text()) if args.previous else {}
