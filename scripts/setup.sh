@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# apertium*: back-translation; wordnet-*: synonyms (read through NLTK, no download).
-DEBIAN_PACKAGES=(git apertium apertium-eng-spa apertium-eng-cat wordnet-base wordnet-sense-index)
+# apertium*: back-translation; wordnet-*: synonyms (read through NLTK, no download);
+# chromium: the e2e browser test (Playwright drives /usr/bin/chromium; never `playwright install`).
+DEBIAN_PACKAGES=(git apertium apertium-eng-spa apertium-eng-cat wordnet-base wordnet-sense-index chromium)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -253,6 +253,31 @@ def reproduce(
     typer.echo(f"code of that run: git checkout {commit}")
 
 
+@app.command("ui")
+def ui_command(
+    prefect_port: Annotated[int, typer.Option(help="Prefect server (UI + API) port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow UI port (0: do not start it).")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    cron: Annotated[
+        str | None, typer.Option(help="Cron of retrain/nightly ('' = manual runs only).")
+    ] = None,
+) -> None:
+    """Start the Prefect server, the serve process (flows/deploy.py) and the MLflow UI on the
+    project's store; print their URLs; Ctrl-C stops them (serve first)."""
+    from sftops.ui import run_foreground
+
+    try:
+        run_foreground(
+            Path.cwd(),
+            prefect_port=prefect_port,
+            mlflow_port=mlflow_port or None,
+            host=host,
+            serve_args=None if cron is None else ["--cron", cron],
+        )
+    except SftopsError as err:
+        _fail(err)
+
+
 ModelOption = Annotated[
     str | None,
     typer.Option(
