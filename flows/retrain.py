@@ -8,11 +8,12 @@ from prefect import flow
 from pydantic import Field
 
 from flows.data_refresh import data_refresh
+from flows.promote import promote
 from sftops.config import load_params
 from sftops.pipeline import workspace_lock
 from sftops.versioning import is_dvc_project
 from tasks.evaluate import evaluate
-from tasks.release import promote, push_versions, register
+from tasks.release import push_versions, register
 from tasks.train import train
 
 
@@ -63,7 +64,9 @@ def retrain(
             print("model and evaluation unchanged since the last run: nothing new to register")
         elif params.register_.enabled:
             summaries["register"] = register(params)
-            summaries["promote"] = promote(params, summaries["register"]["version"])
+            # the promote flow as a subflow: it pauses for a reviewer when
+            # promote.require_approval is set and the gate passes
+            summaries["promote"] = promote(summaries["register"]["version"], params_file)
     return summaries
 
 
