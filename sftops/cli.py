@@ -425,10 +425,44 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
         table.add_row("register", "-", f"{p['model_name']} v{p['version']}: {verdict}", "-")
     console = Console()
     console.print(table)
+    if "evaluate" in summaries:
+        console.print(_metrics_table(summaries["evaluate"]))
     console.print(
-        f"Reports: {params.paths.reports_dir}/  quarantine: {params.paths.quarantine_dir}/  "
-        f"splits: {params.paths.splits_dir}/  model: {params.paths.model_dir}/"
+        f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
+        f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
     )
+    if "register" in summaries:
+        reg, promoted = summaries["register"], summaries.get("promote", {})
+        aliases = "challenger" + (", champion" if promoted.get("promoted") else "")
+        console.print(
+            f"MLflow run {reg['run_id']} in experiment {params.register_.experiment} "
+            f"({reg['tracking_uri']}); model {reg['model_name']} version {reg['version']}, "
+            f"aliases: {aliases}"
+        )
+        if reg["tracking_uri"].startswith("sqlite"):
+            console.print(
+                f"See it: mlflow ui --backend-store-uri {reg['tracking_uri']} --port 5000, then "
+                "http://127.0.0.1:5000 (or `sftops ui` for Prefect + MLflow)"
+            )
+
+
+def _metrics_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    columns = ["token_f1", "exact_match", "chrf", "rouge_l", "bleu", "accuracy", "perplexity"]
+    table = Table(title=f"evaluation on {metrics['test_rows']} test rows")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, values in metrics["models"].items():
+        table.add_row(
+            name,
+            *(
+                f"{values[c]:.3f}" if isinstance(values.get(c), int | float) else "-"
+                for c in columns
+            ),
+        )
+    return table
 
 
 def main() -> None:  # pragma: no cover - console entry point
