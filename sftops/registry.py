@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.error
@@ -202,20 +201,6 @@ def ensure_experiment(name: str = DEFAULT_EXPERIMENT, root: Path | None = None) 
 # --------------------------------------------------------------------------- lineage
 
 
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(root), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout
-
-
 def _dvc_outs(root: Path) -> dict[str, str]:
     """``{out path: md5}`` over every stage of ``dvc.lock`` (empty when absent or unreadable)."""
     import yaml
@@ -266,16 +251,17 @@ def lineage_from_repo(
     is ``"unknown"``; this function never raises for a missing source.
     """
     root = Path(root)
-    commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain") if commit else None
+    from sftops.versioning import git_commit
+
+    commit, dirty = git_commit(root)
     outs = _dvc_outs(root)
 
     def md5(path: str) -> str:
         return outs.get(str(PurePosixPath(path.rstrip("/"))), UNKNOWN)
 
     return {
-        "git.commit": commit.strip() if commit and commit.strip() else UNKNOWN,
-        "git.dirty": UNKNOWN if status is None else str(bool(status.strip())).lower(),
+        "git.commit": commit,
+        "git.dirty": UNKNOWN if commit == UNKNOWN else str(dirty).lower(),
         "dvc.train_data": train_data,
         "dvc.train_data_md5": md5(train_data),
         "dvc.test_data": test_data,
@@ -960,3 +946,46 @@ def run_lineage(run_id: str, *, root: Path | None = None) -> dict[str, str]:
     except MlflowException as err:
         raise SftopsError(f"MLflow has no run {run_id!r}: {_one_line(err)}") from None
     return {k: v for k, v in run.data.tags.items() if k.startswith(("git.", "dvc.", "rows."))}
+
+
+def resolve_version(name: str, version_or_alias: str, root: Path | None = None) -> str:
+    """The version number that ``version_or_alias`` ("3", "v3" or an alias) names."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(root)
+    ref = version_or_alias.strip()
+    number = ref[1:] if ref[:1] in ("v", "V") and ref[1:].isdigit() else ref
+    try:
+        if number.isdigit():
+            return str(client.get_model_version(name, number).version)
+        return str(client.get_model_version_by_alias(name, ref).version)
+    except MlflowException:
+        raise SftopsError(f"model {name} has no version or alias {ref!r}") from None
+
+
+def download_version(name: str, version: str, dst: Path, root: Path | None = None) -> Path:
+    """The Hugging Face folder of ``name`` version ``version`` at ``dst`` (reused when present)."""
+    import mlflow
+
+    dst = Path(dst)
+    if (dst / "config.json").exists():
+        return dst
+    uri = tracking_uri(root)
+    tmp = dst.parent / f".{dst.name}.download-{uuid.uuid4().hex[:8]}"
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(tmp),
+            tracking_uri=uri,
+            registry_uri=uri,
+        )
+        # pyfunc keeps the model folder under artifacts/<folder name>/
+        found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/config.json"))
+        if not found:
+            raise SftopsError(f"{name} version {version} holds no model folder")
+        if dst.exists():
+            shutil.rmtree(dst)
+        found[0].rename(dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst

@@ -107,7 +107,7 @@ def test_promote_with_approval_pauses_until_resumed(
 
 
 def test_evaluate_model_helpers_resolve_and_download(project: dict[str, Any]) -> None:
-    from flows.evaluate_model import download_version, resolve_version
+    from sftops.registry import download_version, resolve_version
 
     version = project["version"]
     assert resolve_version(NAME, "challenger") == version
