@@ -482,11 +482,21 @@ def train(
                 batch = {key: v.to(device) for key, v in batch.items()}
                 sync = k == len(micro) - 1 or dist_info.world_size == 1
                 context_manager = nullcontext() if sync else ddp_model.no_sync()  # type: ignore[operator]
-                with context_manager, _autocast(device, amp):
-                    loss_sum, _ = token_loss_sum(ddp_model, batch, reference, cfg.kl_coef)
-                    # DDP averages gradients over ranks; scale so the result is the global mean
-                    loss = loss_sum * dist_info.world_size / n_targets.to(device)
-                loss.backward()
+                try:
+                    with context_manager, _autocast(device, amp):
+                        loss_sum, _ = token_loss_sum(ddp_model, batch, reference, cfg.kl_coef)
+                        # DDP averages gradients over ranks: scale to the global mean
+                        loss = loss_sum * dist_info.world_size / n_targets.to(device)
+                    loss.backward()
+                except (torch.OutOfMemoryError, MemoryError):
+                    raise SftopsError(
+                        f"out of {device.type} memory at {cfg.batch_size} rows x "
+                        f"{cfg.max_length} tokens per micro-batch: lower train.batch_size "
+                        "(raise grad_accum to keep the batch) or max_length, or set "
+                        "train.grad_checkpointing=true",
+                        file="params.yaml",
+                        key="train.batch_size",
+                    ) from None
                 step_loss += float(loss_sum.detach())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()

@@ -57,3 +57,15 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
 
     assert anyio.run(task_names) == ["augment", "clean", "ingest", "split", "validate"]
     assert yaml.safe_load((tmp_path / "params.yaml").read_text())["split"]["test"] == 0.1
+
+
+def test_data_refresh_fn_runs_the_stages_without_a_flow_run(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.data_refresh import data_refresh
+
+    shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the embedded defaults
+    summaries = data_refresh.fn("params.yaml", {"augment.enabled": False}, lock=False)
+    assert summaries["augment"]["rows_added"] == 0
+    assert summaries["split"]["rows"] == summaries["validate"]["rows_valid"] > 1000

@@ -236,3 +236,20 @@ def test_gradient_checkpointing_gives_the_same_losses(
         progress=False,
     )
     assert losses(ckpt.history) == pytest.approx(losses(plain.history), rel=1e-4)
+
+
+def test_out_of_memory_is_one_line_naming_the_params(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sftops.errors import SftopsError
+    from sftops.modeling import train as train_module
+
+    def no_memory(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(train_module, "token_loss_sum", no_memory)
+    monkeypatch.setattr(train_module, "mean_loss", lambda *a, **k: 1.0)
+    with pytest.raises(SftopsError) as info:
+        train(params(tmp_path, models["llama"]), table, table.head(4), progress=False)
+    assert str(info.value).startswith("params.yaml: train.batch_size: out of cpu memory at 2 rows")
+    assert not (tmp_path / "model").exists()  # nothing left looking like a finished model
