@@ -51,6 +51,8 @@ def workdir(tmp_path: Path) -> tuple[Params, Path]:
                 "bootstrap_resamples": 50,
                 "human_eval_rows": 3,
             },
+            # hermetic: never pick up a champion from a registry in the working folder
+            "promote": {"compare_champion": False},
         }
     )
     kept = clean_table(canonical_table(ROWS), CleanParams(near_dedup={"enabled": False})).kept
