@@ -16,8 +16,6 @@ from scipy.integrate import quad
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from sftops.text import shingles
-
 _NON_WORD_RE = re.compile(r"[\W_]+")
 MINHASH_SEED = 1234
 FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
@@ -74,17 +72,6 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
         if error < best_error:
             best, best_error = (bands, rows), error
     return best
-
-
-def minhash_signatures(texts: Sequence[str], num_perm: int, word_n: int, char_n: int) -> np.ndarray:
-    """A (rows, num_perm) uint32 MinHash matrix over word or character shingles."""
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
-    for start in range(0, len(texts), SIGNATURE_CHUNK_ROWS):
-        chunk = texts[start : start + SIGNATURE_CHUNK_ROWS]
-        out[start : start + len(chunk)] = minhash_of_sets(
-            [shingles(t, word_n, char_n) for t in chunk], num_perm
-        )
-    return out
 
 
 def minhash_of_sets(token_sets: Sequence[set[str]], num_perm: int) -> np.ndarray:

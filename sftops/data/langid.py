@@ -68,13 +68,3 @@ def detector_languages(texts: Sequence[str]) -> list[str]:
     """The detector's language of the start of each text (``und`` when it finds none)."""
     found = _detector().detect_languages_in_parallel_of([t[:SAMPLE_CHARS] for t in texts])
     return [lang.iso_code_639_1.name.lower() if lang is not None else "und" for lang in found]
-
-
-def detect_languages(texts: Sequence[str]) -> list[str]:
-    """ISO 639-1 code per text (``und`` when nothing can be said, e.g. only digits)."""
-    result = fast_languages(texts)
-    pending = [i for i, lang in enumerate(result) if lang is None]
-    if pending:
-        for i, lang in zip(pending, detector_languages([texts[i] for i in pending]), strict=True):
-            result[i] = lang
-    return [lang or "und" for lang in result]
