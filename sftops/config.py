@@ -274,9 +274,11 @@ class TrainParams(Section):
     )
     grad_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on GPUs that support it, fp32 on CPU."
+        "auto",
+        description="auto: bf16 autocast on GPUs that support it and on CPUs with native bf16 "
+        "(AVX512-BF16 / AMX, unless ONEDNN_MAX_CPU_ISA caps it), else fp32.",
     )
-    compile: bool = Field(False, description="torch.compile the model (GPU).")
+    compile: bool = Field(False, description="torch.compile the model (GPU; CPU works too).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")
     eval_every: int = Field(8, ge=1, description="Steps between validation-loss evaluations.")
     save_every: int = Field(8, ge=1, description="Steps between checkpoints.")
@@ -287,6 +289,23 @@ class TrainParams(Section):
     max_eval_rows: int | None = Field(64, ge=1, description="Validation rows for the loss.")
     seed: int = Field(0)
     use_augmented: bool = Field(True, description="Train on train_aug (else the plain split).")
+    max_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Stop after this much training wall time (model written as at the end); "
+        "the learning-rate schedule then follows the elapsed share of it.",
+    )
+    num_processes: int = Field(
+        1,
+        ge=1,
+        description="Processes on this node (GPUs, or CPU gloo workers); > 1 relaunches "
+        "`sftops train` under torchrun.",
+    )
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="num_processes > 1: DDP (a model copy per process) or FSDP (sharded "
+        "parameters, gradients and optimizer state); configs in infra/launch/.",
+    )
 
 
 class GenerationParams(Section):

@@ -51,6 +51,7 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # micro-batches of the current epoch already consumed
     tokens_seen: int = 0  # real (non-padding) input tokens processed by this process
+    seconds: float = 0.0  # training wall time so far, across resumes (for train.max_seconds)
     best_val_loss: float = math.inf
     best_step: int = 0
     evals_without_improvement: int = 0
@@ -86,11 +87,52 @@ def pick_device(cfg: TrainParams) -> torch.device:
 
 
 def autocast_dtype(cfg: TrainParams, device: torch.device) -> torch.dtype | None:
-    if cfg.precision == "bf16" or (
-        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    ):
+    if cfg.precision == "bf16":
         return torch.bfloat16
-    return None
+    if cfg.precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
+_AVX512_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX")
+
+
+def cpu_has_native_bf16(
+    flags: str | None = None, max_isa: str | None = None, machine: str | None = None
+) -> bool:
+    """Whether bf16 matmuls run natively here (AVX512-BF16 or AMX on x86; Arm with BF16).
+
+    Without them oneDNN emulates bf16 and autocast makes training slower, not faster. An
+    ``ONEDNN_MAX_CPU_ISA`` cap below AVX512-BF16 (e.g. ``AVX2``, to imitate a laptop) counts as
+    absent, since oneDNN then dispatches as on that CPU.
+
+    >>> cpu_has_native_bf16("fpu avx2 avx512f avx512_bf16", "", "x86_64")
+    True
+    >>> cpu_has_native_bf16("fpu avx2 avx512f avx512_bf16", "AVX2", "x86_64")
+    False
+    >>> cpu_has_native_bf16("fpu avx2 fma", "", "x86_64")
+    False
+    """
+    import platform
+
+    machine = machine if machine is not None else platform.machine()
+    if flags is None:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    if max_isa is None:
+        max_isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
+    words = set(flags.lower().split())
+    if machine.lower() in ("aarch64", "arm64"):
+        return "bf16" in words
+    has = bool(words & {"avx512_bf16", "amx_bf16"})
+    capped = max_isa.strip().upper() not in ("", "ALL", "DEFAULT") and not any(
+        max_isa.strip().upper().startswith(isa) for isa in _AVX512_ISAS
+    )
+    return has and not capped
 
 
 def seed_everything(seed: int) -> None:
@@ -222,6 +264,94 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 # ------------------------------------------------------------------------------ loss
 
 
+class CausalLMLoss(torch.nn.Module):
+    """Summed next-token cross-entropy over the target positions of a batch.
+
+    The decoder runs on every position, but the LM head (a vocabulary-wide matmul and softmax:
+    for SmolLM2-135M a fifth of the forward FLOPs) runs only where the next token has a label,
+    so prompts and padding cost no logits. This module is what DDP / FSDP / ``torch.compile``
+    wrap, so the shortcut holds under every launcher. Models whose logits are post-processed
+    (soft-capping, logit scales) or that expose no decoder/head split take the plain path.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        reference: torch.nn.Module | None = None,
+        kl_coef: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        # a plain attribute, not a submodule: DDP/FSDP must neither sync nor shard the frozen base
+        self.__dict__["reference"] = reference if kl_coef > 0 else None
+        self.kl_coef = kl_coef
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "use_cache": False}
+        if attention_mask is not None:
+            inputs["attention_mask"] = attention_mask
+        if position_ids is not None:
+            inputs["position_ids"] = position_ids
+        targets = labels[:, 1:]
+        where = (targets != IGNORE_INDEX).reshape(-1).nonzero().squeeze(1)
+        goal = targets.reshape(-1).index_select(0, where)
+        logits = _target_logits(self.model, inputs, where).float()
+        loss = F.cross_entropy(logits, goal, reduction="sum")
+        reference = self.__dict__["reference"]
+        if reference is not None:
+            with torch.no_grad():
+                ref_logits = _target_logits(reference, inputs, where).float()
+            logp = F.log_softmax(logits, dim=-1)
+            ref_logp = F.log_softmax(ref_logits, dim=-1)
+            loss = loss + self.kl_coef * (logp.exp() * (logp - ref_logp)).sum()
+        return loss
+
+
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _head_split(model: torch.nn.Module) -> tuple[Any, Any] | None:
+    """(decoder, lm_head) of a causal LM (through a peft wrapper), or None when the logits are
+    more than ``lm_head(last hidden state)``."""
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None or any(getattr(config, key, None) for key in _LOGIT_POSTPROCESSING):
+        return None
+    get_decoder = getattr(base, "get_decoder", None)
+    get_head = getattr(base, "get_output_embeddings", None)
+    decoder = get_decoder() if callable(get_decoder) else None
+    head = get_head() if callable(get_head) else None
+    if decoder is None or head is None or decoder is base:
+        return None
+    return decoder, head
+
+
+def _target_logits(
+    model: torch.nn.Module, inputs: dict[str, Any], where: torch.Tensor
+) -> torch.Tensor:
+    """Logits predicting the next token at the flat (row-major, last position dropped)
+    indices ``where``."""
+    split = _head_split(model)
+    if split is None:
+        logits = model(**inputs).logits[:, :-1]
+        return logits.reshape(-1, logits.size(-1)).index_select(0, where)
+    decoder, head = split
+    hidden = decoder(**inputs).last_hidden_state[:, :-1]
+    return head(hidden.reshape(-1, hidden.size(-1)).index_select(0, where))
+
+
+def _loss_module(model: torch.nn.Module) -> bool:
+    inner: Any = getattr(model, "_orig_mod", model)
+    inner = getattr(inner, "module", inner)
+    return isinstance(getattr(inner, "_orig_mod", inner), CausalLMLoss)
+
+
 def token_loss_sum(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
@@ -230,25 +360,12 @@ def token_loss_sum(
 ) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over target tokens (+ optional KL to the base model)
     and the number of target tokens. The caller divides by the step's total target count,
-    which keeps the loss per token exact across micro-batches of different sizes."""
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs, use_cache=False).logits[:, :-1].float()
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)),
-        targets.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
-    if reference is not None and kl_coef > 0:
-        with torch.no_grad():
-            ref_logits = reference(**inputs, use_cache=False).logits[:, :-1].float()
-        logp = F.log_softmax(logits[mask], dim=-1)
-        ref_logp = F.log_softmax(ref_logits[mask], dim=-1)
-        loss = loss + kl_coef * (logp.exp() * (logp - ref_logp)).sum()
-    return loss, int(mask.sum())
+    which keeps the loss per token exact across micro-batches of different sizes.
+
+    ``model`` is a causal LM or a (wrapped: DDP, compiled) :class:`CausalLMLoss`."""
+    runner = model if _loss_module(model) else CausalLMLoss(model, reference, kl_coef)
+    loss = runner(**batch)
+    return loss, int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 @torch.no_grad()
@@ -292,7 +409,11 @@ def save_model(model: torch.nn.Module, tokenizer: Any, target: Path, extra: dict
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
     if hasattr(unwrapped, "merge_and_unload") and extra.get("merge_lora", False):
         unwrapped = unwrapped.merge_and_unload()
-    unwrapped.save_pretrained(tmp, safe_serialization=True)
+    weights = extra.get("state_dict")  # gathered from FSDP shards; else the module's own
+    if weights is not None:
+        unwrapped.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
+    else:
+        unwrapped.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     for name, data in extra.get("json", {}).items():
         (tmp / name).write_text(json.dumps(data, indent=2, default=str))
@@ -326,6 +447,7 @@ class TrainResult:
     encoding: dict[str, int]
     history: list[dict[str, float]]
     stopped_early: bool
+    stopped_on_time: bool = False
 
     def summary(self) -> dict[str, Any]:
         out = asdict(self)
@@ -393,11 +515,19 @@ def train(
     steps_per_epoch = max(1, batches_per_epoch // (cfg.grad_accum * dist_info.world_size))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup_ratio * total_steps)
+    # With a time budget the schedule's horizon is re-estimated each step from the elapsed
+    # share of max_seconds, so the decay ends when the time does, whatever the CPU's speed.
+    horizon = [total_steps]
 
-    # 3. optimizer, schedule, state (fresh or resumed)
+    # 3. the loss module (DDP / FSDP / compile wrap it, so the LM head runs on target positions
+    # only), then optimizer, schedule, state (fresh or resumed)
+    runner: torch.nn.Module = CausalLMLoss(model, reference, cfg.kl_coef)
+    fsdp = dist_info.world_size > 1 and cfg.distributed == "fsdp"
+    if fsdp:
+        shard_fsdp(runner, model, device, amp, cfg)  # before the optimizer: it swaps parameters
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.schedule)
+        optimizer, lambda s: lr_factor(s, horizon[0], warmup, cfg.schedule)
     )
     state = TrainState()
     checkpoints = Path(paths.checkpoints_dir)
@@ -406,8 +536,8 @@ def train(
         log.warning("--resume: no complete checkpoint in %s, starting fresh", checkpoints)
     if resumed_from is not None:
         saved = torch.load(resumed_from / STATE_FILE, weights_only=False)
-        _load_weights(model, resumed_from)
-        optimizer.load_state_dict(saved["optimizer"])
+        _load_weights(model, resumed_from, fsdp)
+        _load_optimizer(model, optimizer, saved["optimizer"], fsdp)
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(**saved["state"])
         set_rng_state(saved["rng"])
@@ -415,16 +545,22 @@ def train(
     elif dist_info.is_main:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
-    ddp_model: torch.nn.Module = model
-    if dist_info.world_size > 1:
+    ddp_model: torch.nn.Module = runner
+    if dist_info.world_size > 1 and not fsdp:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            runner, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if cfg.compile and device.type == "cuda":
+    if cfg.compile:
         ddp_model = torch.compile(ddp_model)  # type: ignore[assignment]
+    # sharded parameters are gathered by the FSDP root's hooks: evaluate through it
+    eval_module = runner if fsdp else model
 
     def evaluate() -> float:
-        return mean_loss(model, val_rows, cfg.batch_size, pad_id, cfg.packing, device, amp)
+        return mean_loss(eval_module, val_rows, cfg.batch_size, pad_id, cfg.packing, device, amp)
+
+    def full_weights() -> dict[str, torch.Tensor] | None:
+        """Under FSDP every rank takes part in gathering the weights (rank 0 gets them)."""
+        return _full_model_state(model) if fsdp else None
 
     base_val_loss = state.history[0]["val_loss"] if state.history else evaluate()
     if not state.history:
@@ -437,6 +573,8 @@ def train(
     )
 
     def save_checkpoint() -> None:
+        weights = full_weights()
+        optimizer_state = _full_optimizer_state(model, optimizer) if fsdp else None
         if not dist_info.is_main:
             return
         save_model(
@@ -444,10 +582,11 @@ def train(
             tokenizer,
             checkpoints / f"step-{state.step:06d}",
             {
+                "state_dict": weights,
                 "json": {"train_params.json": params.to_dict()},
                 "torch": {
                     STATE_FILE: {
-                        "optimizer": optimizer.state_dict(),
+                        "optimizer": optimizer_state or optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "state": asdict(state),
                         "rng": rng_state(),
@@ -460,9 +599,10 @@ def train(
 
     bar = _progress_bar(total_steps, state.step, progress and dist_info.is_main)
     started, tokens_at_start = time.perf_counter(), state.tokens_seen
-    stopped_early = False
+    stopped_early = out_of_time = False
+    accounted = 0.0  # loop seconds already added to state.seconds
     model.train()
-    while state.step < total_steps and not stopped_early:
+    while state.step < total_steps and not (stopped_early or out_of_time):
         batches = epoch_batches(len(rows), cfg.batch_size, cfg.seed, state.epoch)
         group = cfg.grad_accum * dist_info.world_size
         while state.batch_in_epoch + group <= len(batches) and state.step < total_steps:
@@ -472,8 +612,9 @@ def train(
             micro = [collate([rows[i] for i in b], pad_id, cfg.packing) for b in mine]
             # real (non-padding) tokens this rank processes; the throughput figures use these
             state.tokens_seen += sum(len(rows[i].input_ids) for b in mine for i in b)
+            # collectives run on the device: NCCL takes no CPU tensors
             n_targets = torch.tensor(
-                sum(int((m["labels"][:, 1:] != IGNORE_INDEX).sum()) for m in micro)
+                sum(int((m["labels"][:, 1:] != IGNORE_INDEX).sum()) for m in micro), device=device
             )
             if dist_info.world_size > 1:
                 torch.distributed.all_reduce(n_targets)
@@ -486,7 +627,7 @@ def train(
                     with context_manager, _autocast(device, amp):
                         loss_sum, _ = token_loss_sum(ddp_model, batch, reference, cfg.kl_coef)
                         # DDP averages gradients over ranks: scale to the global mean
-                        loss = loss_sum * dist_info.world_size / n_targets.to(device)
+                        loss = loss_sum * dist_info.world_size / n_targets
                     loss.backward()
                 except (torch.OutOfMemoryError, MemoryError):
                     raise SftopsError(
@@ -500,12 +641,18 @@ def train(
                 step_loss += float(loss_sum.detach())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            out_of_time = False
+            used = state.seconds + time.perf_counter() - started - accounted
+            if cfg.max_seconds:
+                out_of_time = _agree(used >= cfg.max_seconds, dist_info, device)
+                estimate = math.ceil((state.step + 1) * cfg.max_seconds / max(used, 1e-9))
+                horizon[0] = max(state.step + 1, min(total_steps, estimate))
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.batch_in_epoch += group
             if dist_info.world_size > 1:  # every rank logs the global mean
-                summed = torch.tensor(step_loss, dtype=torch.float64)
+                summed = torch.tensor(step_loss, dtype=torch.float64, device=device)
                 torch.distributed.all_reduce(summed)
                 step_loss = float(summed)
             train_loss = step_loss / max(1, int(n_targets))
@@ -514,24 +661,29 @@ def train(
                 "train_loss": train_loss,
                 "lr": float(scheduler.get_last_lr()[0]),
                 "grad_norm": float(grad_norm),
+                "seconds": used,  # training wall time up to this step, before its evaluation
             }
 
             # 5. evaluate, early-stop, checkpoint
-            if state.step % cfg.eval_every == 0 or state.step == total_steps:
+            last = state.step == total_steps or out_of_time
+            if state.step % cfg.eval_every == 0 or last:
                 val_loss = evaluate()
                 record["val_loss"] = val_loss
                 if val_loss < state.best_val_loss - 1e-4:
                     state.best_val_loss, state.best_step = val_loss, state.step
                     state.evals_without_improvement = 0
+                    weights = full_weights()
                     if dist_info.is_main:
-                        save_model(model, tokenizer, checkpoints / "best", {})
+                        save_model(model, tokenizer, checkpoints / "best", {"state_dict": weights})
                 else:
                     state.evals_without_improvement += 1
                 patience = cfg.early_stopping_patience
                 if patience and state.evals_without_improvement >= patience:
                     stopped_early = True
             state.history.append(record)
-            if state.step % cfg.save_every == 0 or state.step == total_steps or stopped_early:
+            state.seconds += time.perf_counter() - started - accounted
+            accounted = time.perf_counter() - started
+            if state.step % cfg.save_every == 0 or last or stopped_early:
                 save_checkpoint()
             elapsed = time.perf_counter() - started
             bar.set_postfix(
@@ -541,7 +693,7 @@ def train(
             bar.update(1)
             if on_step is not None:
                 on_step(state)
-            if stopped_early:
+            if stopped_early or out_of_time:
                 break
         if state.batch_in_epoch + group > len(batches):
             state.epoch += 1
@@ -566,16 +718,21 @@ def train(
         encoding=encoding,
         history=state.history,
         stopped_early=stopped_early,
+        stopped_on_time=out_of_time,
     )
+    best = checkpoints / "best"
+    if fsdp:
+        torch.distributed.barrier()  # rank 0 wrote "best"; every rank loads its shards from it
+    if best.exists() and (fsdp or dist_info.is_main):
+        _load_weights(model, best, fsdp)
+    weights = full_weights()
     if dist_info.is_main:
-        best = checkpoints / "best"
-        if best.exists():
-            _load_weights(model, best)
         save_model(
             model,
             tokenizer,
             model_dir,
             {
+                "state_dict": weights,
                 "merge_lora": True,
                 "json": {
                     "train_params.json": params.to_dict(),
@@ -586,7 +743,73 @@ def train(
     return result
 
 
-def _load_weights(model: torch.nn.Module, folder: Path) -> None:
+def _agree(flag: bool, dist_info: Distributed, device: torch.device) -> bool:
+    """True on every rank when it is true on any (ranks must stop at the same step)."""
+    if dist_info.world_size == 1:
+        return flag
+    value = torch.tensor(int(flag), device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value)
+
+
+def shard_fsdp(
+    runner: torch.nn.Module,
+    model: torch.nn.Module,
+    device: torch.device,
+    amp: torch.dtype | None,
+    cfg: TrainParams,
+) -> None:
+    """FSDP2 (``fully_shard``): each decoder layer is a unit, the loss module the root (its
+    forward gathers embeddings, final norm and LM head, then the layers one at a time)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    if cfg.method == "lora":
+        raise SftopsError(
+            "FSDP is supported with method full or freeze (LoRA adapters are small: use ddp)",
+            file="params.yaml",
+            key="train.distributed",
+        )
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+    options: dict[str, Any] = {"mesh": mesh}
+    if amp is not None and device.type == "cuda":
+        options["mp_policy"] = MixedPrecisionPolicy(param_dtype=amp, reduce_dtype=torch.float32)
+    for layer in _decoder_layers(model):
+        fully_shard(layer, **options)
+    fully_shard(runner, **options)
+
+
+def _full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(model, options=options)
+    # a tied weight (lm_head = embed_tokens) comes back twice: keep the name save_pretrained
+    # keeps, the first one (named_parameters drops later aliases)
+    names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    return {k: v for k, v in full.items() if k in names}
+
+
+def _full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def _load_optimizer(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, saved: Any, fsdp: bool
+) -> None:
+    if not fsdp:
+        optimizer.load_state_dict(saved)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True)
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=saved, options=options)
+
+
+def _load_weights(model: torch.nn.Module, folder: Path, fsdp: bool = False) -> None:
     from safetensors.torch import load_file
 
     files = sorted(folder.glob("*.safetensors"))
@@ -599,7 +822,13 @@ def _load_weights(model: torch.nn.Module, folder: Path) -> None:
     state: dict[str, torch.Tensor] = {}
     for file in files:
         state.update(load_file(file))
-    missing, unexpected = target.load_state_dict(state, strict=False)
+    if fsdp:  # every rank holds the full tensors and keeps its own shards of them
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        missing, unexpected = set_model_state_dict(target, state, options=options)
+    else:
+        missing, unexpected = target.load_state_dict(state, strict=False)
     # Tied embeddings (lm_head = embed_tokens) are saved once; anything else is a real mismatch.
     real_missing = [m for m in missing if "lm_head" not in m]
     if real_missing or unexpected:
@@ -617,9 +846,14 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
 
 def run_train(params: Params, resume: bool = False) -> dict[str, Any]:
     """The edge: read the (augmented) train split and the validation split, train, write the
-    model folder, metrics JSON and the loss curve."""
+    model folder, metrics JSON and the loss curve. With ``train.num_processes`` > 1 it relaunches
+    itself in that many torchrun workers (:mod:`sftops.modeling.launch`)."""
     from sftops.io import read_table, write_json
+    from sftops.modeling.launch import launch_train, needs_launch
     from sftops.plots import loss_curve
+
+    if needs_launch(params.train):
+        return launch_train(params, resume)
 
     paths = params.paths
     train_path = paths.train_aug if params.train.use_augmented else paths.split("train")
