@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TRL_VENV = ROOT / ".venv-trl"
+TRL_VENV = Path(os.environ.get("SFTOPS_TRL_VENV", str(ROOT / ".venv-trl")))
 TARGET_SPEEDUP = {"trl": 3.0, "trainer-gpt2-124m": 10.0, "trainer-qwen2-0.5b": 8.0}
 TARGET_MFU = {"trainer-gpt2-124m": 0.30, "trainer-qwen2-0.5b": 0.45}
 
@@ -126,7 +126,7 @@ def side_trl(args: argparse.Namespace) -> None:
                 "packing": config.packing,
                 "gradient_checkpointing": config.gradient_checkpointing,
                 "bf16": config.bf16,
-                "completion_only_loss": trainer.args.completion_only_loss,
+                "completion_only_loss": trainer.completion_only_loss,
             },
         },
     )
@@ -171,6 +171,9 @@ def side_sftops(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     table = pd.read_parquet(work / "train.parquet")
     held = pd.read_parquet(work / "heldout.parquet")
+    recipe = sftops_params(args, work, {}).train
+    # longer rows than params.yaml's (less truncation), the same tokens per micro-batch
+    rows_per_batch = max(1, recipe.batch_size * recipe.max_length // args.max_length)
     params = sftops_params(
         args,
         work,
@@ -179,6 +182,7 @@ def side_sftops(args: argparse.Namespace) -> None:
             "max_steps": None,
             "epochs": 3.0,
             "max_length": args.max_length,
+            "batch_size": rows_per_batch,
             "eval_every": 10**6,
             "save_every": 10**6,
             "max_eval_rows": 8,  # one in-loop evaluation at the end; the bench scores apart
@@ -634,7 +638,7 @@ def main() -> None:
     parser.add_argument("--parallel", action="store_true", help="run both sides at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per side (0: auto)")
     parser.add_argument("--heldout", type=int, default=100)
-    parser.add_argument("--max-length", type=int, default=1024, help="sftops max_length")
+    parser.add_argument("--max-length", type=int, default=512, help="sftops max_length")
     parser.add_argument("--sftops-overrides", default="{}", help="JSON train params for sftops")
     parser.add_argument("--workdir", default="", help="keep intermediate files here")
     parser.add_argument(

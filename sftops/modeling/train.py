@@ -514,10 +514,14 @@ def train(
     batches_per_epoch = math.ceil(len(rows) / cfg.batch_size)
     steps_per_epoch = max(1, batches_per_epoch // (cfg.grad_accum * dist_info.world_size))
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    warmup = int(cfg.warmup_ratio * total_steps)
-    # With a time budget the schedule's horizon is re-estimated each step from the elapsed
-    # share of max_seconds, so the decay ends when the time does, whatever the CPU's speed.
-    horizon = [total_steps]
+    # With a time budget the schedule's horizon (and the warmup, its warmup_ratio share) is
+    # re-estimated each step from the elapsed share of max_seconds, so the decay ends when the
+    # time does, whatever the CPU's speed; 100 steps is the guess before the first step.
+    horizon = [min(total_steps, 100) if cfg.max_seconds else total_steps]
+
+    def schedule(step: int) -> float:
+        warmup = int(cfg.warmup_ratio * horizon[0])
+        return lr_factor(step, horizon[0], warmup, cfg.schedule)
 
     # 3. the loss module (DDP / FSDP / compile wrap it, so the LM head runs on target positions
     # only), then optimizer, schedule, state (fresh or resumed)
@@ -526,9 +530,7 @@ def train(
     if fsdp:
         shard_fsdp(runner, model, device, amp, cfg)  # before the optimizer: it swaps parameters
     optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, horizon[0], warmup, cfg.schedule)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     state = TrainState()
     checkpoints = Path(paths.checkpoints_dir)
     resumed_from = latest_checkpoint(checkpoints) if resume else None
@@ -599,13 +601,19 @@ def train(
 
     bar = _progress_bar(total_steps, state.step, progress and dist_info.is_main)
     started, tokens_at_start = time.perf_counter(), state.tokens_seen
-    stopped_early = out_of_time = False
+    stopped_early = False
+    # a resumed run whose budget is spent does nothing more (ranks load the same state)
+    out_of_time = bool(cfg.max_seconds) and state.seconds >= (cfg.max_seconds or 0.0)
     accounted = 0.0  # loop seconds already added to state.seconds
     model.train()
     while state.step < total_steps and not (stopped_early or out_of_time):
         batches = epoch_batches(len(rows), cfg.batch_size, cfg.seed, state.epoch)
         group = cfg.grad_accum * dist_info.world_size
-        while state.batch_in_epoch + group <= len(batches) and state.step < total_steps:
+        while (
+            state.batch_in_epoch + group <= len(batches)
+            and state.step < total_steps
+            and not out_of_time
+        ):
             # 4. one optimizer step: grad_accum micro-batches on this rank
             step_batches = batches[state.batch_in_epoch : state.batch_in_epoch + group]
             mine = step_batches[dist_info.rank :: dist_info.world_size]

@@ -253,3 +253,144 @@ def test_out_of_memory_is_one_line_naming_the_params(
         train(params(tmp_path, models["llama"]), table, table.head(4), progress=False)
     assert str(info.value).startswith("params.yaml: train.batch_size: out of cpu memory at 2 rows")
     assert not (tmp_path / "model").exists()  # nothing left looking like a finished model
+
+
+def _full_logits_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, use_cache=False).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        batch["labels"][:, 1:].reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+    )
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "llama-lora"])
+def test_lm_head_on_target_positions_only_equals_the_full_logits_loss(
+    models: dict[str, Path], name: str
+) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from sftops.modeling.train import CausalLMLoss, _head_split
+
+    tokenizer = load_tokenizer(models[name.split("-")[0]])
+    model: Any = load_causal_lm(models[name.split("-")[0]], tokenizer=tokenizer)
+    if name.endswith("lora"):
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    assert _head_split(model) is not None  # the shortcut is taken, not the fallback
+    model.train()
+    torch.manual_seed(0)
+    prompt, answer = [-100] * 5, list(range(20, 27))
+    examples = [
+        Example(list(range(10, 22)), prompt + answer),
+        Example(list(range(30, 37)), [-100] * 3 + list(range(33, 37))),
+    ]
+    for packed in (True, False):
+        rows = pack_examples(examples, 64) if packed else single_rows(examples)
+        batch = collate(rows, tokenizer.pad_token_id, packed=packed)
+        grads = []
+        for fast_path in (False, True):
+            model.zero_grad()
+            torch.manual_seed(1)  # same dropout masks for both
+            loss = CausalLMLoss(model)(**batch) if fast_path else _full_logits_loss(model, batch)
+            loss.backward()
+            grads.append(
+                (float(loss), [p.grad.clone() for p in model.parameters() if p.grad is not None])
+            )
+        (full, full_grads), (fast, fast_grads) = grads
+        assert fast == pytest.approx(full, rel=1e-5)
+        for a, b in zip(full_grads, fast_grads, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_autocast_trains_on_cpu(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    """The GPU precision path (bf16 autocast, fp32 master weights) runs here on the CPU."""
+    fp32 = train(
+        params(tmp_path / "a", models["llama"], max_steps=4, dropout=0.0, precision="fp32"),
+        table,
+        table.head(6),
+        progress=False,
+    )
+    bf16 = train(
+        params(tmp_path / "b", models["llama"], max_steps=4, dropout=0.0, precision="bf16"),
+        table,
+        table.head(6),
+        progress=False,
+    )
+    assert bf16.best_val_loss < bf16.base_val_loss - 0.1
+    # bf16 matmuls round to 8 mantissa bits: close to fp32, not equal
+    assert losses(bf16.history) == pytest.approx(losses(fp32.history), rel=3e-2)
+    assert losses(bf16.history) != losses(fp32.history)
+    weights = load_causal_lm(tmp_path / "b" / "model").state_dict()
+    assert all(t.dtype == torch.float32 for t in weights.values())  # master weights stay fp32
+
+
+def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sftops.config import TrainParams
+    from sftops.modeling import train as train_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    assert train_module.autocast_dtype(TrainParams(precision="auto"), cpu) is torch.bfloat16
+    assert train_module.autocast_dtype(TrainParams(precision="fp32"), cpu) is None
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    assert train_module.autocast_dtype(TrainParams(precision="auto"), cpu) is None
+    assert train_module.autocast_dtype(TrainParams(precision="bf16"), cpu) is torch.bfloat16
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    """torch.compile (inductor, CPU here) of the loss module: the GPU recipe's compile path."""
+    eager = train(
+        params(tmp_path / "a", models["llama"], max_steps=3, dropout=0.0),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    compiled = train(
+        params(tmp_path / "b", models["llama"], max_steps=3, dropout=0.0, compile=True),
+        table,
+        table.head(4),
+        progress=False,
+    )
+    assert losses(compiled.history) == pytest.approx(losses(eager.history), rel=1e-3)
+
+
+def test_time_budget_stops_training_and_ends_the_schedule(
+    tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
+) -> None:
+    budget = params(tmp_path, models["llama"], max_steps=10_000, max_seconds=3.0, eval_every=10_000)
+    result = train(budget, table, table.head(6), progress=False)
+    assert result.stopped_on_time and 1 <= result.steps < 10_000
+    last = result.history[-1]
+    assert last["seconds"] >= 3.0 and "val_loss" in last  # evaluated once at the end
+    assert last["lr"] == pytest.approx(0.1 * budget.train.lr)  # cosine reached its floor
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    resumed = train(budget, table, table.head(6), resume=True, progress=False)
+    assert resumed.steps == result.steps  # the budget is spent: nothing more to do
+
+
+def test_launch_is_needed_only_for_several_processes_outside_torchrun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sftops.config import TrainParams
+    from sftops.modeling.launch import launch_config, needs_launch
+
+    for key in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert not needs_launch(TrainParams())
+    assert needs_launch(TrainParams(num_processes=2))
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not needs_launch(TrainParams(num_processes=2))  # already a worker
+    root = Path(__file__).resolve().parents[2]
+    for strategy in ("ddp", "fsdp"):
+        config = launch_config(strategy, root)
+        assert config["torchrun"]["max_restarts"] == 0
+        assert all(isinstance(v, str) for v in config["env"].values())
