@@ -91,6 +91,11 @@ def side_trl(args: argparse.Namespace) -> None:
             if clock["last"] - clock["start"] >= args.seconds:
                 control.should_training_stop = True
 
+    # Under the AVX2 imitation (ONEDNN_MAX_CPU_ISA=AVX2 on a CPU that has AVX512-BF16) torch
+    # still routes bf16 matmuls to oneDNN, which then has only reference kernels: ~0.1 GFLOP/s,
+    # 100x slower than fp32, far slower than a real AVX2 CPU. TRL's default bf16 is switched off
+    # there (recorded in the result) so the comparison measures training, not that artefact.
+    emulated_avx2 = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
     config = SFTConfig(
         output_dir=str(work / "trl" / "out"),
         report_to=[],
@@ -98,6 +103,7 @@ def side_trl(args: argparse.Namespace) -> None:
         include_num_input_tokens_seen="non_padding",
         seed=0,
         use_cpu=args.device == "cpu",
+        **({"bf16": False} if emulated_avx2 else {}),
     )
     tokenizer = AutoTokenizer.from_pretrained(args.model_path)
     trainer = SFTTrainer(
@@ -127,6 +133,7 @@ def side_trl(args: argparse.Namespace) -> None:
                 "gradient_checkpointing": config.gradient_checkpointing,
                 "bf16": config.bf16,
                 "completion_only_loss": trainer.completion_only_loss,
+                "bf16_off_for_avx2_imitation": emulated_avx2,
             },
         },
     )
