@@ -430,6 +430,16 @@ class Params(Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
+    def rooted(self, root: str | Path) -> Params:
+        """The same params with every ``paths`` entry under ``root`` (a run's workspace), for
+        code that reads a workspace without changing the process's current folder.
+
+        >>> Params().rooted("/ws").paths.model_dir
+        '/ws/models/sft'
+        """
+        moved = {k: str(Path(root) / v) for k, v in self.paths.model_dump().items()}
+        return self.model_copy(update={"paths": PathsParams(**moved)})
+
 
 def _describe(error: dict[str, Any]) -> str:
     ctx = error.get("ctx") or {}

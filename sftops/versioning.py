@@ -154,3 +154,35 @@ def restore_run(commit: str, targets: list[str], root: str | Path = ".") -> list
                 f"dvc could not restore the outputs of {commit[:12]}: {err}"
             ) from None
     return sorted(result.get("added", []) + result.get("modified", []))
+
+
+def experiment_exists(name: str, root: str | Path = ".") -> bool:
+    """A DVC experiment called ``name`` (any baseline) is in the repository's refs."""
+    try:
+        refs = subprocess.run(
+            ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(ref.rsplit("/", 1)[-1] == name for ref in refs if ref.count("/") >= 4)
+
+
+def apply_experiment(name: str, root: str | Path = ".") -> None:
+    """`dvc exp apply <name>`: the experiment's params, dvc.lock and outputs (from the cache)
+    into the checkout at ``root``."""
+    done = subprocess.run(
+        dvc_command("exp", "apply", name),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=stage_env(root),
+        timeout=600,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SftopsError(f"dvc exp apply {name} failed: {lines[-1] if lines else '?'}")

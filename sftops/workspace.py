@@ -18,6 +18,7 @@ The checkout itself is never written to by a run (only refs/exps, through git).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -189,10 +190,15 @@ def remove_workspace(ws: Workspace) -> None:
     except SftopsError as err:
         log.warning("%s", err)
     shutil.rmtree(ws.root, ignore_errors=True)
-    try:
+    with contextlib.suppress(SftopsError):
         _git("worktree", "prune", cwd=ws.project)
-    except SftopsError:
-        pass
+
+
+def is_versioned_project(path: str | Path = ".") -> bool:
+    """A DVC project in a git checkout with a commit: runs get their own workspace."""
+    from sftops.versioning import git_commit, is_dvc_project
+
+    return is_dvc_project(path) and git_commit(path)[0] != "unknown"
 
 
 def in_place(project: str | Path = ".") -> Workspace:
