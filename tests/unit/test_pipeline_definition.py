@@ -82,9 +82,7 @@ def test_stage_code_follows_imports_inside_functions_and_relative_imports(tmp_pa
     (pkg / "other.py").write_text("")
     (pkg / "sub" / "helper.py").write_text("from ..leaf import *\n")
     (pkg / "sub" / "stage.py").write_text(
-        "from sftops.config import X\n"
-        "def run():\n"
-        "    from sftops.sub import helper\n"
+        "from sftops.config import X\ndef run():\n    from sftops.sub import helper\n"
     )
     assert stage_code("sftops.sub.stage", tmp_path) == [
         "sftops/leaf.py",
