@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sftops.errors import SftopsError
 
@@ -77,20 +78,24 @@ def kill_all() -> None:
         kill_group(pgid)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    kill_all()
-    raise SystemExit(128 + signum)
-
-
 def _install_handlers() -> None:
+    """At exit and on SIGTERM (how a Prefect runner or worker cancels a flow run process): stop
+    every group still running, then do what the previous handler did (Prefect's own, or exit)."""
     global _handler_installed
     if _handler_installed:
         return
     atexit.register(kill_all)
     if threading.current_thread() is threading.main_thread():
         previous = signal.getsignal(signal.SIGTERM)
-        if previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _on_sigterm)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            kill_all()
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
     _handler_installed = True
 
 
