@@ -301,7 +301,8 @@ def test_tool_fallback_learns_calls_and_answers_not_observations(tok: Any) -> No
     ]
     text = tok.decode(encoded.input_ids)
     assert "<tools>" in text and '"name": "weather"' in text  # definitions in the system turn
-    masked = tok.decode([t for t, lab in zip(encoded.input_ids, encoded.labels) if lab == -100])
+    pairs = zip(encoded.input_ids, encoded.labels, strict=True)
+    masked = tok.decode([t for t, lab in pairs if lab == IGNORE_INDEX])
     assert "<tool_response>\n3C, rain\n</tool_response>" in masked
     assert "Weather in Oslo?" in masked and "<tools>" in masked
 
