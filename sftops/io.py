@@ -35,6 +35,13 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _WIDE = ("utf-16", "utf-32")
+_ARCHIVES = (
+    (b"\x1f\x8b", "gzip-compressed (gunzip it)"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"BZh", "bzip2-compressed"),
+    (b"\xfd7zXZ\x00", "xz-compressed"),
+    (b"(\xb5/\xfd", "zstd-compressed"),
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,19 @@ def _bom(head: bytes) -> tuple[str, int] | None:
     return None
 
 
+_CONTROL = bytes(range(0, 9)) + bytes(range(14, 32))
+
+
+def _looks_binary(head: bytes) -> bool:
+    """More than 5% control bytes (NUL, ...; not tab / newline / form feed) is not text.
+
+    >>> _looks_binary(b"\\x00\\x01\\x02{}"), _looks_binary(b'{"output": "a\\x00 b c"}\\n' * 9)
+    (True, False)
+    """
+    controls = sum(head.count(b) for b in _CONTROL)
+    return controls * 20 > len(head)
+
+
 def _utf16_without_bom(head: bytes) -> str | None:
     """UTF-16 text of mostly ASCII has a NUL in every other byte; say which half."""
     sample = head[: TEXT_SNIFF_BYTES - TEXT_SNIFF_BYTES % 2]
@@ -139,6 +159,9 @@ def resolve_encoding(path: str | Path, setting: str = "auto") -> TextEncoding:
     with path.open("rb") as handle:
         head = handle.read(ENCODING_SAMPLE_BYTES)
         truncated = bool(handle.read(1))
+    for magic, kind in _ARCHIVES:
+        if head.startswith(magic):
+            raise InputDataError(f"{kind}; decompress it first", file=path)
     found = _bom(head)
     if setting != "auto":
         name = codec_name(setting)
@@ -152,9 +175,11 @@ def resolve_encoding(path: str | Path, setting: str = "auto") -> TextEncoding:
         return TextEncoding(found[0], found[1], "bom")
     if b"\x00" in head[:TEXT_SNIFF_BYTES]:
         wide = _utf16_without_bom(head)
-        if wide is None:
+        if wide is not None:
+            return TextEncoding(wide, 0, "detected")
+        if _looks_binary(head[:TEXT_SNIFF_BYTES]):
             raise InputDataError("looks binary (NUL bytes), not a text file", file=path)
-        return TextEncoding(wide, 0, "detected")
+        # A stray NUL in text: the line holding it is quarantined, not the file refused.
     sample = head
     if truncated:  # the sample may end inside a line (and inside a character)
         cut = sample.rfind(b"\n")
@@ -306,6 +331,9 @@ def detect_format(path: str | Path, encoding: TextEncoding | None = None) -> str
     encoding = encoding or resolve_encoding(path)
     head = _head_text(path, encoding).lstrip("\ufeff \t\r\n")
     if head.startswith("["):
+        first, newline, rest = head.partition("\n")
+        if newline and rest.strip() and _try_json(first) is not None:
+            return "jsonl"  # one complete value per line, the first one an array
         return "json"
     if head.startswith("{"):
         first, newline, rest = head.partition("\n")
@@ -457,6 +485,8 @@ def iter_csv(
         except (csv.Error, UnicodeDecodeError) as err:
             raise InputDataError(f"unreadable CSV header: {err}", file=path) from None
         header = [h.lstrip("\ufeff").strip() for h in header]
+        if not any(header):
+            raise InputDataError("no header row (the first line is blank)", file=path)
         if _has_undecodable(header):
             raise InputDataError(
                 f"CSV header is not {encoding.name} text; set `encoding` for this source",
@@ -603,7 +633,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def write_jsonl(records: Iterable[dict[str, Any]], target: str | Path) -> int:
     count = 0
-    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as handle:
+    # Quarantined raw records may hold unpaired surrogates (JSON "\ud800"), which UTF-8
+    # cannot encode: they are written as \u escapes, so the line still reads back as JSON.
+    with (
+        atomic_path(target) as tmp,
+        tmp.open("w", encoding="utf-8", errors="backslashreplace") as handle,
+    ):
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False, default=str))
             handle.write("\n")

@@ -25,6 +25,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -170,18 +171,18 @@ def content_text(value: Any, where: str, *, required: bool) -> str:
     return _text(value, where, required=required)
 
 
-def _json_value(value: Any, where: str) -> Any:
+def _json_value(value: Any, what: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
         return json.loads(value)
     except (ValueError, RecursionError):
-        raise RowRejected(f"{where} is not valid JSON") from None
+        raise RowRejected(f"{what} is not valid JSON") from None
 
 
 def _calls(value: Any, where: str) -> list[dict[str, Any]]:
     """Tool calls in any of the usual shapes -> ``[{"name": str, "arguments": object}]``."""
-    value = _json_value(value, where)
+    value = _json_value(value, f"{where}: tool call")
     items = value if isinstance(value, list) else [value]
     if not items:
         raise RowRejected(f"{where}: empty tool call")
@@ -305,6 +306,14 @@ def _turns_to_row(turns: Any, key: str) -> dict[str, str]:
     }
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def record_kind(data: Any) -> str:
     """What a raw record looks like: ``sharegpt``, ``openai``, ``alpaca`` or ``other``.
 
@@ -347,6 +356,9 @@ def to_canonical(
             )
     row["label"] = label_text(_pick(data, "label", columns))  # type: ignore[assignment]
     row["task"] = _text(_pick(data, "task", columns), "task", required=False)
+    for name, value in row.items():
+        if value is not None and not value.isascii() and _has_surrogate(value):
+            raise RowRejected(f"field '{name}' has an unpaired surrogate (not valid Unicode)")
     row["source"] = source
     parts = [row["system"], row["history"], row["instruction"], row["input"], row["output"]]
     if row["tools"] != NO_TOOLS or row["tool_turns"] != NO_TOOLS:
@@ -397,9 +409,16 @@ class IngestResult:
         }
 
 
+_TURN_PREFIX = re.compile(r"^turn \d+ of '\w+': ")
+
+
 def _reason_key(reason: str) -> str:
-    """Group quarantine reasons for counting: 'malformed JSON (col 7): ...' -> 'malformed JSON'."""
-    return reason.split(" (")[0].split(":")[0]
+    """Group quarantine reasons for counting: 'malformed JSON (col 7): ...' -> 'malformed JSON'.
+
+    >>> _reason_key("turn 3 of 'messages': non-text content part 'image_url' (text-only SFT)")
+    "non-text content part 'image_url'"
+    """
+    return _TURN_PREFIX.sub("", reason).split(" (")[0].split(":")[0]
 
 
 @dataclass
@@ -503,7 +522,9 @@ def ingest_source(
     if fmt in TEXT_FORMATS or (fmt == "auto" and _is_text(path)):
         encoding = resolve_encoding(path, src.encoding)
     if fmt == "auto":
-        fmt = "json_object" if src.field else detect_format(path, encoding)
+        fmt = detect_format(path, encoding)
+        if src.field and fmt in {"json", "jsonl"}:
+            fmt = "json_object"  # the records are in a field of one JSON value
     name = src.name or path.stem
     result = SourceResult(name=name, path=str(path), format=fmt)
     if encoding is not None:
