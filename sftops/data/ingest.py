@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import re
 from collections import Counter
@@ -52,6 +51,7 @@ from sftops.io import (
     write_table,
     write_text,
 )
+from sftops.rowkeys import content_hash, hash_fraction
 from sftops.text import script_language
 
 CANONICAL_COLUMNS = [
@@ -77,7 +77,6 @@ FIELD_ALIASES = {
     "label": ("label",),
 }
 USER_ROLES = {"user", "human"}
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
 CALL_ROLES = {"function_call", "tool_call", "tool_calls"}
 OBSERVATION_ROLES = {"observation", "tool", "function", "ipython", "tool_response"}
@@ -86,26 +85,6 @@ NO_TOOLS = "[]"
 
 class RowRejected(ValueError):
     """A record that cannot become a canonical row; the message is the quarantine reason."""
-
-
-def content_hash(*parts: str) -> str:
-    """Stable 16-hex-digit id of a row's content.
-
-    >>> content_hash("a", "b") == content_hash("a", "b") != content_hash("ab", "")
-    True
-    """
-    digest = hashlib.blake2b(_encode_json(parts).encode(), digest_size=8)
-    return digest.hexdigest()
-
-
-def hash_fraction(row_id: str, salt: str = "") -> float:
-    """Map a row id to [0, 1) deterministically (independent of row order and RNG state).
-
-    >>> 0 <= hash_fraction("00ff00ff00ff00ff") < 1
-    True
-    """
-    digest = hashlib.blake2b(f"{salt}:{row_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def _text(value: Any, name: str, *, required: bool) -> str:
