@@ -77,6 +77,7 @@ FIELD_ALIASES = {
     "label": ("label",),
 }
 USER_ROLES = {"user", "human"}
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
 CALL_ROLES = {"function_call", "tool_call", "tool_calls"}
 OBSERVATION_ROLES = {"observation", "tool", "function", "ipython", "tool_response"}
