@@ -265,13 +265,15 @@ def heldout_loss(model_dir: Path, work: Path, max_length: int) -> float:
 
     from sftops.modeling.data import single_rows
     from sftops.modeling.models import load_causal_lm, load_tokenizer
-    from sftops.modeling.train import encode_rows, mean_loss
+    from sftops.modeling.train import cpu_has_native_bf16, encode_rows, mean_loss
 
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, tokenizer=tokenizer)
     examples, _ = encode_rows(pd.read_parquet(work / "heldout.parquet"), tokenizer, max_length)
     rows = single_rows(examples)
-    return mean_loss(model, rows, 4, tokenizer.pad_token_id, False, torch.device("cpu"), None)
+    # bf16 autocast where native (twice as fast here); the same for every model scored
+    amp = torch.bfloat16 if cpu_has_native_bf16() else None
+    return mean_loss(model, rows, 4, tokenizer.pad_token_id, False, torch.device("cpu"), amp)
 
 
 def run_side(side: str, args: argparse.Namespace, work: Path, env: dict[str, str]) -> Any:
