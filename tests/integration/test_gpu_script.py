@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(3600)
 def test_gpu_script_smoke_writes_one_results_file(tmp_path: Path, tool_env: dict[str, str]) -> None:
     out = tmp_path / "gpu.json"
     done = subprocess.run(
@@ -22,7 +23,7 @@ def test_gpu_script_smoke_writes_one_results_file(tmp_path: Path, tool_env: dict
         env={**tool_env, "CUDA_VISIBLE_DEVICES": ""},
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=3300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     results = json.loads(out.read_text())
