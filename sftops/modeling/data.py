@@ -89,14 +89,17 @@ def epoch_batches(n_rows: int, batch_size: int, seed: int, epoch: int) -> list[l
     return [order[i : i + batch_size] for i in range(0, n_rows, batch_size)]
 
 
-def collate(rows: list[Row], pad_id: int, packed: bool) -> dict[str, torch.Tensor]:
-    """Right-pad rows into tensors.
+def collate(
+    rows: list[Row], pad_id: int, packed: bool, pad_to: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Right-pad rows into tensors (to the longest row, or to ``pad_to`` tokens: one shape for
+    every batch, so ``torch.compile`` compiles once).
 
     Packed rows carry ``position_ids`` and no attention mask (padding forms its own block at
     the end, never attended by real tokens under the causal mask); unpacked rows carry an
     attention mask instead.
     """
-    width = max(len(r.input_ids) for r in rows)
+    width = max(max(len(r.input_ids) for r in rows), pad_to or 0)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)

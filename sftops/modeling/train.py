@@ -617,7 +617,8 @@ def train(
             # 4. one optimizer step: grad_accum micro-batches on this rank
             step_batches = batches[state.batch_in_epoch : state.batch_in_epoch + group]
             mine = step_batches[dist_info.rank :: dist_info.world_size]
-            micro = [collate([rows[i] for i in b], pad_id, cfg.packing) for b in mine]
+            fixed = cfg.max_length if cfg.compile else None
+            micro = [collate([rows[i] for i in b], pad_id, cfg.packing, fixed) for b in mine]
             # real (non-padding) tokens this rank processes; the throughput figures use these
             state.tokens_seen += sum(len(rows[i].input_ids) for b in mine for i in b)
             # collectives run on the device: NCCL takes no CPU tensors

@@ -344,6 +344,7 @@ def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # inductor's C++ builds take minutes on a busy 2-core machine
 def test_compiled_training_matches_eager(
     tmp_path: Path, models: dict[str, Path], table: pd.DataFrame
 ) -> None:
