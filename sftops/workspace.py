@@ -177,9 +177,32 @@ def write_overrides(params_file: Path, overrides: dict[str, Any]) -> None:
 def save_experiment(ws: Workspace) -> str:
     """Record the workspace as DVC experiment ``ws.name`` (params, dvc.lock, metrics, outputs
     in the shared cache); returns the experiment's commit."""
+    _forget_stages_without_outputs(ws.root)
     _dvc("exp", "save", "--force", "--name", ws.name, cwd=ws.root)
     ref = f"refs/exps/{ws.commit[:2]}/{ws.commit[2:]}/{ws.name}"
     return _git("rev-parse", ref, cwd=ws.project).decode().strip()
+
+
+def _forget_stages_without_outputs(root: Path) -> None:
+    """A run that did not reach a stage (data-only runs; the stage's outputs not in the cache)
+    records no result for it: its dvc.lock entry, inherited from the checkout, goes, or
+    `dvc exp save` would refuse the missing outputs."""
+    import yaml
+
+    lock_file = root / "dvc.lock"
+    if not lock_file.exists():
+        return
+    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    stages = lock.get("stages", {})
+    missing = [
+        name
+        for name, entry in stages.items()
+        if any(not (root / out["path"]).exists() for out in entry.get("outs", []))
+    ]
+    if missing:
+        log.info("stages not run in this workspace, left out of its dvc.lock: %s", missing)
+        lock["stages"] = {k: v for k, v in stages.items() if k not in missing}
+        lock_file.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
 
 
 def remove_workspace(ws: Workspace) -> None:

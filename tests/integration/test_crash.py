@@ -1,0 +1,112 @@
+"""A run killed with SIGKILL at a random point (the orchestrator and every stage process, as a
+power cut would) leaves nothing that a rerun mistakes for a finished output: the rerun completes,
+restores the stages that had finished from the DVC cache and gives the same bytes as a run that
+was never interrupted."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import tiny_repo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
+OUTPUTS = (
+    "data/interim/ingested.parquet",
+    "data/interim/cleaned.parquet",
+    "data/interim/validated.parquet",
+    "data/splits/train.parquet",
+    "data/splits/test.parquet",
+    "data/splits/train_aug.parquet",
+)
+
+
+def env_for(repo: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(repo),
+    }
+
+
+def data_run(repo: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["sftops", "run", "--no-prefect", "--no-train"],
+        cwd=repo,
+        env=env_for(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_tree(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the run and every descendant (stage groups included), all at once."""
+    parent = psutil.Process(proc.pid)
+    family = [parent, *parent.children(recursive=True)]
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(family, timeout=10)
+    proc.communicate(timeout=30)
+
+
+def experiment_outputs(repo: Path) -> dict[str, str]:
+    """Apply the newest experiment to the checkout and hash its data outputs."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = [
+        (rev["revs"][0]["data"]["timestamp"], rev["name"])
+        for base in json.loads(shown)
+        for rev in base.get("experiments") or []
+    ]
+    newest = max(names)[1]
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "apply", newest],
+        cwd=repo,
+        env=env_for(repo),
+        check=True,
+        capture_output=True,
+    )
+    hashes = {name: hashlib.sha256((repo / name).read_bytes()).hexdigest() for name in OUTPUTS}
+    subprocess.run(["git", "checkout", "--", "."], cwd=repo, check=True)
+    return hashes
+
+
+def test_a_run_killed_at_a_random_point_reruns_to_the_same_outputs(tmp_path: Path) -> None:
+    reference_repo = tiny_repo(tmp_path / "reference")
+    started = time.monotonic()
+    done = data_run(reference_repo)
+    assert done.wait(timeout=1200) == 0, done.communicate()[0][-3000:]
+    full = time.monotonic() - started
+    reference = experiment_outputs(reference_repo)
+
+    repo = tiny_repo(tmp_path / "crashed")
+    delay = random.Random(os.getpid()).uniform(0.2, 0.9) * full
+    victim = data_run(repo)
+    time.sleep(delay)
+    if victim.poll() is None:
+        kill_tree(victim)
+    print(f"killed after {delay:.0f}s of a {full:.0f}s run")
+
+    rerun = data_run(repo)
+    out, _ = rerun.communicate(timeout=1200)
+    assert rerun.returncode == 0, out[-3000:]
+    assert experiment_outputs(repo) == reference
