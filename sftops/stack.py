@@ -330,7 +330,7 @@ def _alive(record: Mapping[str, float]) -> bool:
         return False
 
 
-def _stop_group(name: str, record: Mapping[str, float], timeout: float = 30.0) -> bool:
+def _stop_group(name: str, record: Mapping[str, float], timeout: float = 20.0) -> bool:
     """SIGINT, then SIGTERM, then SIGKILL to the process group we started, then to any of its
     descendants that left the group (the worker starts each flow run in a session of its own);
     True if it ran."""
