@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import glob
+import hashlib
 import importlib.util
 import ipaddress
 import json
@@ -166,6 +167,8 @@ class State:
     started: float = 0.0
     startup_seconds: float = 0.0
     auth: dict[str, bool] = field(default_factory=dict)  # which servers ask for a password
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step of the last `up`
+    deployed: dict[str, str] = field(default_factory=dict)  # commit + project file hash
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -524,26 +527,44 @@ class Stack:
             self.state.auth["mlflow"] = bool(self.auth.mlflow_password)
         self._choose_ports(alive)
         self.state.save(self.paths.state_file)
+        timings: dict[str, float] = {}
+        mark = time.monotonic()
+
+        def step(name: str) -> None:
+            nonlocal mark
+            timings[name] = round(time.monotonic() - mark, 1)
+            mark = time.monotonic()
+
         try:
             if not alive.get("postgres"):
                 self._start_postgres(pg_bin)
             self._create_databases(pg_bin)
+            step("postgres")
             if not alive.get("s3") and not self.env.get("SFTOPS_S3_ENDPOINT"):
                 self._start_s3(timeout)
             self._ensure_buckets()
+            step("s3")
+            # both servers start at once: each needs only PostgreSQL and the object store
             if not alive.get("prefect-server"):
-                self._start_prefect(timeout)
+                self._start_prefect()
             if not alive.get("mlflow"):
-                self._start_mlflow(timeout)
+                self._start_mlflow()
+            self._wait_prefect(timeout)
+            step("prefect-server")
+            self._wait_mlflow(timeout)
+            step("mlflow")
             self._deploy(timeout)
+            step("deploy")
             if not alive.get("worker"):
                 self._start_worker(timeout, workers)
+            step("worker")
         except BaseException:
             self.echo("start failed: stopping what was started")
             self.down(quiet=True)
             raise
         self.state.started = time.time()
         self.state.startup_seconds = round(time.monotonic() - started, 1)
+        self.state.timings = timings
         self.state.save(self.paths.state_file)
         self.echo(self.describe())
         return self.urls
@@ -612,7 +633,8 @@ class Stack:
             f"logs, pids      {self.paths.logs}, {self.paths.state_file}",
         ]
         if self.state.startup_seconds:
-            lines.append(f"started in      {self.state.startup_seconds:.1f}s")
+            steps = ", ".join(f"{k} {v:.0f}s" for k, v in self.state.timings.items())
+            lines.append(f"started in      {self.state.startup_seconds:.1f}s ({steps})")
         lines.append(
             f"use it:         export PREFECT_API_URL={u.prefect_api} MLFLOW_TRACKING_URI={u.mlflow}"
         )
@@ -828,7 +850,7 @@ class Stack:
 
     # Prefect -----------------------------------------------------------------
 
-    def _start_prefect(self, timeout: float) -> None:
+    def _start_prefect(self) -> None:
         env = self.base_env()
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = pg_url(
             self.paths, self.state.ports["postgres"], "prefect", "prefect", "asyncpg"
@@ -838,6 +860,8 @@ class Stack:
         port = self.state.ports["prefect"]
         cmd = [_tool("prefect"), "server", "start", "--host", self.state.host, "--port", str(port)]
         self._launch("prefect-server", cmd, env)
+
+    def _wait_prefect(self, timeout: float) -> None:
         api = self.urls.prefect_api
         self._wait(
             f"the Prefect server on {api}",
@@ -846,7 +870,7 @@ class Stack:
             timeout,
         )
 
-    def _start_mlflow(self, timeout: float) -> None:
+    def _start_mlflow(self) -> None:
         env = self.base_env()
         port = self.state.ports["postgres"]
         env["MLFLOW_BACKEND_STORE_URI"] = pg_url(self.paths, port, "mlflow", "mlflow")
@@ -885,6 +909,8 @@ class Stack:
             env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
             cmd += ["--app-name", "basic-auth"]
         self._launch("mlflow", cmd, env)
+
+    def _wait_mlflow(self, timeout: float) -> None:
         url = self.urls.mlflow
         self._wait(
             f"the MLflow server on {url}",
@@ -939,6 +965,15 @@ class Stack:
         env = self.client_env()
         env["SFTOPS_REPO"] = self.env.get("SFTOPS_REPO") or self.paths.root.as_uri()
         env["SFTOPS_COMMIT"] = self._commit()
+        project = self.paths.root / "infra" / "prefect.yaml"
+        wanted = {
+            "repo": env["SFTOPS_REPO"],
+            "commit": env["SFTOPS_COMMIT"],
+            "project_file": hashlib.sha256(project.read_bytes()).hexdigest(),
+        }
+        if self.state.deployed == wanted and self._deployments_present():
+            self.echo(f"deployments already at {wanted['commit'][:12]}: not redeployed")
+            return
         prefect = _tool("prefect")
         self._run_cli(
             "deploy",
@@ -953,9 +988,18 @@ class Stack:
             env,
             timeout,
         )
+        self.state.deployed = wanted
+
+    def _deployments_present(self) -> bool:
+        api, auth = self.urls.prefect_api, self.prefect_client_auth
+        flows = {f["id"]: f["name"] for f in _api(f"{api}/flows/filter", {"limit": 200}, auth)}
+        found = _api(f"{api}/deployments/filter", {"limit": 200}, auth)
+        names = {f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in found}
+        return set(DEPLOYMENTS) <= names
 
     def _start_worker(self, timeout: float, workers: int) -> None:
         env = self.client_env()
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")  # pick up a triggered run sooner
         cmd = [_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
         cmd += ["--limit", str(workers), "--name", f"sftops-{socket.gethostname()}"]
         self._launch("worker", cmd, env)

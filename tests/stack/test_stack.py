@@ -229,6 +229,7 @@ def test_retrain_deployment_runs_through_the_worker(
 
     RESULTS.update(
         deployments=found,
+        deployment_updated=api(stack, f"/deployments/{found['retrain/nightly']}")["updated"],
         flow_run=created["id"],
         version=version.version,
         aliases=dict(model.aliases),
@@ -252,7 +253,11 @@ def test_restart_keeps_deployments_runs_registry_and_artifacts(
     stack.up(timeout=300)
     print(f"stack restart: {time.monotonic() - started:.1f}s")
 
-    assert deployments(stack) == RESULTS["deployments"]
+    found = deployments(stack)
+    assert found == RESULTS["deployments"]
+    # read back from PostgreSQL, not deployed again
+    updated = api(stack, f"/deployments/{found['retrain/nightly']}")["updated"]
+    assert updated == RESULTS["deployment_updated"]
     run = api(stack, f"/flow_runs/{RESULTS['flow_run']}")
     assert run["state"]["type"] == "COMPLETED"
     client = mlflow_client(stack, monkeypatch)
