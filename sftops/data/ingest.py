@@ -9,7 +9,6 @@ clean stage refines it), ``task``, ``system``, ``history`` (JSON list of earlier
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from sftops.io import (
     write_table,
     write_text,
 )
+from sftops.rowkeys import content_hash, hash_fraction
 from sftops.text import script_language
 
 CANONICAL_COLUMNS = [
@@ -55,32 +55,11 @@ FIELD_ALIASES = {
     "label": ("label",),
 }
 USER_ROLES = {"user", "human"}
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
 
 
 class RowRejected(ValueError):
     """A record that cannot become a canonical row; the message is the quarantine reason."""
-
-
-def content_hash(*parts: str) -> str:
-    """Stable 16-hex-digit id of a row's content.
-
-    >>> content_hash("a", "b") == content_hash("a", "b") != content_hash("ab", "")
-    True
-    """
-    digest = hashlib.blake2b(_encode_json(parts).encode(), digest_size=8)
-    return digest.hexdigest()
-
-
-def hash_fraction(row_id: str, salt: str = "") -> float:
-    """Map a row id to [0, 1) deterministically (independent of row order and RNG state).
-
-    >>> 0 <= hash_fraction("00ff00ff00ff00ff") < 1
-    True
-    """
-    digest = hashlib.blake2b(f"{salt}:{row_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def _text(value: Any, name: str, *, required: bool) -> str:
