@@ -545,7 +545,7 @@ def stack_up(
     host: Annotated[
         str, typer.Option(help="Interface the Prefect and MLflow servers bind (needs auth).")
     ] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(help="Flow runs the worker runs at once.")] = 1,
+    workers: Annotated[int, typer.Option(help="Flow runs the worker runs at once.")] = 2,
     state_dir: StateDirOption = None,
 ) -> None:
     """Start what is not running (installs what is missing); prints URLs."""

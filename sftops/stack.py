@@ -503,7 +503,7 @@ class Stack:
         alive["postgres"] = pid_file.exists() and self._postgres_alive()
         return alive
 
-    def up(self, host: str = LOOPBACK, timeout: float = 240.0, workers: int = 1) -> Urls:
+    def up(self, host: str = LOOPBACK, timeout: float = 240.0, workers: int = 2) -> Urls:
         """Start whatever is not running; returns once every service answers."""
         check_exposure(host, self.auth)
         if self.auth.mlflow_password is not None and len(self.auth.mlflow_password) < 12:

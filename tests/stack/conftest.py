@@ -15,17 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from sftops.config import apply_overrides
-from tests.e2e.conftest import TINY_PARAMS
-from tests.helpers import commit_all, copy_repo
+from tests.helpers import tiny_repo
 
 # Credentials of this test only (the stack reads them from the environment).
 PREFECT_AUTH = "sftops-admin:prefect-test-password"
 MLFLOW_USER = "admin"
 MLFLOW_PASSWORD = "mlflow-test-password"
-STACK_TINY = {**TINY_PARAMS, "augment.enabled": False, "train.use_augmented": False}
+STACK_TINY = {"augment.enabled": False, "train.use_augmented": False}
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +38,8 @@ def stack_base() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def stack_project(stack_base: Path) -> dict[str, Any]:
     """A committed copy of the project whose params.yaml trains a tiny Llama in seconds."""
-    from tests.assets.tiny_models import tiny_llama
-
-    model = tiny_llama(stack_base / "models")
-    repo = copy_repo(stack_base / "repo")
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params = apply_overrides(params, {**STACK_TINY, "train.base_model": str(model)})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    commit_all(repo, "tiny stack settings")
-    return {"repo": repo, "base_model": model, "state": stack_base / "state"}
+    repo = tiny_repo(stack_base, **STACK_TINY)
+    return {"repo": repo, "state": stack_base / "state"}
 
 
 def stack_env() -> dict[str, str]:

@@ -188,17 +188,20 @@ def test_retrain_deployment_runs_through_the_worker(
     assert any(version.run_id in key for key in keys), sorted(keys)[:20]
     assert any(key.endswith(".safetensors") for key in keys), sorted(keys)[:20]
 
-    # DVC: the run pushed its outputs to the S3 remote ...
-    locks = sorted(
-        (
-            p
-            for p in run_dir.rglob("dvc.lock")
-            if "train" in yaml.safe_load(p.read_text())["stages"]
-        ),
-        key=lambda p: p.stat().st_mtime,
-    )
-    assert locks, "no dvc.lock with a train stage in the run's folder"
-    lock = yaml.safe_load(locks[-1].read_text())
+    # DVC: the run was saved as an experiment in the clone (its worktree is gone); the
+    # experiment's dvc.lock names the outputs the run pushed to the S3 remote ...
+    tags = {**mlflow_run.data.tags, **version.tags}
+    revs = [v for k, v in tags.items() if k.endswith("experiment_rev")]
+    assert revs, f"no DVC experiment among the lineage tags: {sorted(tags)}"
+    lock_text = subprocess.run(
+        ["git", "show", f"{revs[0]}:dvc.lock"],
+        cwd=clones[0],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lock = yaml.safe_load(lock_text)
+    assert "train" in lock["stages"]
     outs = lock_outs(lock)
     dvc_keys = bucket_keys(stack, DVC_BUCKET)
     missing = [
@@ -209,7 +212,7 @@ def test_retrain_deployment_runs_through_the_worker(
     # ... and a fresh clone restores exactly those hashes from it.
     fresh = stack_project["repo"].parent / "fresh"
     subprocess.run(["git", "clone", "-q", str(stack_project["repo"]), str(fresh)], check=True)
-    shutil.copy2(locks[-1], fresh / "dvc.lock")
+    (fresh / "dvc.lock").write_text(lock_text, encoding="utf-8")
     env = stack.client_env()
     dvc = [str(Path(os.sys.executable).parent / "dvc")]
     for cmd in (
