@@ -46,6 +46,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -1002,11 +1003,18 @@ class Stack:
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")  # pick up a triggered run sooner
         cmd = [_tool("prefect"), "worker", "start", "--pool", POOL, "--type", "process"]
         cmd += ["--limit", str(workers), "--name", f"sftops-{socket.gethostname()}"]
+        launched = datetime.now(UTC)
         self._launch("worker", cmd, env)
         api, auth = self.urls.prefect_api, self.prefect_client_auth
 
         def online() -> bool:
+            # a heartbeat of this worker, not the last one recorded before a restart
             found = _api(f"{api}/work_pools/{POOL}/workers/filter", {}, auth)
-            return any(w.get("status") == "ONLINE" for w in found)
+            return any(
+                w.get("status") == "ONLINE"
+                and datetime.fromisoformat(w["last_heartbeat_time"]) >= launched
+                for w in found
+                if w.get("last_heartbeat_time")
+            )
 
         self._wait("the worker to come online", online, "worker", timeout)

@@ -71,10 +71,13 @@ def stack(stack_project: dict[str, Any]) -> Iterator[Any]:
     try:
         yield running
     finally:
-        records = dict(running.state.processes)
-        running.down()
-        leftovers = leftover_processes(running, records)
+        # as `sftops stack down` would: a new Stack that knows only the state folder
+        final = Stack(stack_project["repo"], stack_project["state"], env=stack_env())
+        records = dict(final.state.processes)
+        final.down()
+        leftovers = leftover_processes(final, records)
         assert not leftovers, f"still running after `down`: {leftovers}"
+        assert set(final.health().values()) == {"down"}
 
 
 def leftover_processes(stack: Any, records: dict[str, dict[str, float]]) -> list[str]:

@@ -117,6 +117,9 @@ def file_md5(path: Path) -> str:
 
 
 def test_auth_refuses_a_wrong_password_on_both_servers(stack: Any) -> None:
+    assert stack.health() == dict.fromkeys(
+        ("postgres", "s3", "prefect-server", "mlflow", "worker"), "ok"
+    )
     prefect = f"{stack.urls.prefect_api}/deployments/filter"
     mlflow = f"{stack.urls.mlflow}/api/2.0/mlflow/experiments/search?max_results=5"
     user = PREFECT_AUTH.split(":")[0]
@@ -249,10 +252,14 @@ def test_restart_keeps_deployments_runs_registry_and_artifacts(
 
     if not RESULTS:
         pytest.skip("needs the retrain test's results")
+    from sftops.stack import Stack
+
     records = dict(stack.state.processes)
-    stack.down()
+    # stopped and started by new Stack objects, as separate `sftops stack` commands would
+    Stack(stack.paths.root, stack.paths.state, env=stack.env).down()
     assert not leftover_processes(stack, records)
     started = time.monotonic()
+    stack = Stack(stack.paths.root, stack.paths.state, env=stack.env)
     stack.up(timeout=300)
     print(f"stack restart: {time.monotonic() - started:.1f}s")
 
