@@ -116,10 +116,22 @@ def file_md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_auth_refuses_a_wrong_password_on_both_servers(stack: Any) -> None:
+def test_status_reports_every_service_healthy(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from sftops.cli import app
+
     assert stack.health() == dict.fromkeys(
         ("postgres", "s3", "prefect-server", "mlflow", "worker"), "ok"
     )
+    monkeypatch.chdir(stack.paths.root)
+    result = CliRunner().invoke(app, ["stack", "status", "--state-dir", str(stack.paths.state)])
+    assert result.exit_code == 0, result.output
+    assert stack.urls.prefect in result.output and stack.urls.mlflow in result.output
+    assert "basic auth" in result.output and "basic-auth app" in result.output
+
+
+def test_auth_refuses_a_wrong_password_on_both_servers(stack: Any) -> None:
     prefect = f"{stack.urls.prefect_api}/deployments/filter"
     mlflow = f"{stack.urls.mlflow}/api/2.0/mlflow/experiments/search?max_results=5"
     user = PREFECT_AUTH.split(":")[0]
