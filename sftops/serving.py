@@ -100,6 +100,9 @@ DEFAULT_MAX_BATCH = 16
 """Concurrent requests the server generates for in one batch (1: one request at a time)."""
 DEFAULT_BATCH_WAIT_MS = 5.0
 """How long an idle batcher waits for company before generating for a lone request."""
+WORKER_THREADS = 256
+"""Threads for blocking calls (a request waiting for its batch, a stream for its next piece).
+AnyIO's default of 40 would hold back the 41st concurrent client before it even joins a batch."""
 DEFAULT_CACHE_DIR = ".cache/sftops"
 
 Role = Literal["system", "user", "assistant"]
@@ -461,10 +464,10 @@ class DynamicBatcher:
             batch = [job for job in batch if not job.done.is_set()]
             if not batch:
                 continue
+            self.batches += 1  # counted before generating: rows finish before generate returns
+            self.batched_requests += len(batch)
             try:
                 self.engine._generate_batch(batch)
-                self.batches += 1
-                self.batched_requests += len(batch)
             except BaseException as exc:  # every request of the batch gets the error
                 log.exception("batched generation failed")
                 for job in batch:
@@ -1051,6 +1054,10 @@ def create_app(server: ModelServer) -> FastAPI:
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        import anyio.to_thread
+
+        limiter = anyio.to_thread.current_default_thread_limiter()  # one per event loop
+        limiter.total_tokens = max(limiter.total_tokens, WORKER_THREADS)
         try:
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
