@@ -377,7 +377,7 @@ def main() -> None:
     parser.add_argument(
         "--engines", nargs="+", choices=["single", "batched"], default=["single", "batched"]
     )
-    parser.add_argument("--max-batch", type=int, default=16, help="batched engine's --max-batch")
+    parser.add_argument("--max-batch", type=int, default=32, help="batched engine's --max-batch")
     parser.add_argument("--max-tokens", type=int, nargs=2, default=[8, 24], metavar=("LOW", "HIGH"))
     parser.add_argument("--check-prompts", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)

@@ -316,7 +316,7 @@ def serve_command(
     max_batch: Annotated[
         int,
         typer.Option(min=1, help="Concurrent requests generated as one batch (1: one at a time)."),
-    ] = 16,
+    ] = 32,
 ) -> None:
     """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
     the champion alias moves."""

@@ -14,8 +14,12 @@ and a *version label*; ``version_label()`` is the cheap check polled to notice a
 :func:`model_source` turns the command-line spelling (a path or ``models:/<name>@<alias>``)
 into a source.
 
-:class:`ChatEngine` holds one loaded tokenizer + model and a lock (one generation at a time).
-Prompts are rendered with the tokenizer's chat template through
+:class:`ChatEngine` holds one loaded tokenizer + model and a lock (one ``generate`` at a time).
+With ``max_batch`` > 1 (the server's default, ``sftops serve --max-batch``) a
+:class:`DynamicBatcher` runs concurrent greedy / unseeded sampling requests, streamed or not, as
+one left-padded batched ``generate``; each row stops on its own and greedy answers are the same
+as one request at a time. Batching is static: a request arriving while a batch runs waits for
+the next one. Prompts are rendered with the tokenizer's chat template through
 :func:`sftops.modeling.formatting.generation_prompt`, the very text training and evaluation
 use, and generation stops at the end-of-turn token
 (:func:`sftops.modeling.generate.stop_token_ids`).
@@ -24,7 +28,8 @@ HTTP API (:func:`create_app`, FastAPI; :func:`serve` runs it with uvicorn, bound
 ``127.0.0.1`` unless told otherwise):
 
 - ``GET /health``: ``status``, ``source``, ``version``, ``loaded_at``, ``model_path``,
-  ``context_length``, the last poll's time and error (if any), ``reloads``.
+  ``context_length``, the last poll's time and error (if any), ``reloads``, ``max_batch`` and
+  the batcher's counts (``batches``, ``batched_requests``).
 - ``GET /v1/models``: the one served model, OpenAI list shape.
 - ``POST /v1/chat/completions``: OpenAI chat completions. Request: ``model`` (optional; one
   model is served, the response names it), ``messages`` [{``role``: system|user|assistant,
@@ -96,7 +101,7 @@ DEFAULT_PORT = 8000
 DEFAULT_POLL_SECONDS = 30.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Request bodies larger than this are refused with 413 before parsing."""
-DEFAULT_MAX_BATCH = 16
+DEFAULT_MAX_BATCH = 32
 """Concurrent requests the server generates for in one batch (1: one request at a time)."""
 DEFAULT_BATCH_WAIT_MS = 5.0
 """How long an idle batcher waits for company before generating for a lone request."""
