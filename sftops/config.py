@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sftops.errors import ConfigError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
-SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
+SourceFormat = Literal[
+    "auto", "alpaca_json", "json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"
+]
 SplitName = Literal["train", "validation", "test"]
 PromptField = Literal["instruction", "input"]
 PiiKind = Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]
@@ -75,6 +77,27 @@ class SourceParams(Section):
         default_factory=dict,
         description="Map canonical field -> column in this source, e.g. {instruction: prompt}.",
     )
+    encoding: str = Field(
+        "auto",
+        description="Text encoding (a Python codec name such as utf-8, gb18030, latin-1); auto: "
+        "byte-order mark, else UTF-8, else detected (charset-normalizer). Reported per source.",
+    )
+    field: str | None = Field(
+        None,
+        description="JSON file whose top level is an object: the key (dotted for nested, e.g. "
+        "data.rows) holding the list of records.",
+    )
+
+    @model_validator(mode="after")
+    def _known_encoding(self) -> SourceParams:
+        if self.encoding != "auto":
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        return self
 
 
 class IngestParams(Section):

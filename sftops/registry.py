@@ -1088,9 +1088,11 @@ def download_version(name: str, version: str, dst: Path, root: Path | None = Non
         found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/config.json"))
         if not found:
             raise SftopsError(f"{name} version {version} holds no model folder")
-        if dst.exists():
-            shutil.rmtree(dst)
-        found[0].rename(dst)
+        try:
+            found[0].rename(dst)
+        except OSError:
+            if not (dst / "config.json").exists():  # else a concurrent run put it there first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst

@@ -130,6 +130,7 @@ def create_workspace(
     if root.exists():
         remove_workspace(Workspace(root, project, name, "", False))
     commit = _git("rev-parse", "HEAD", cwd=project).decode().strip()
+    _git("worktree", "prune", cwd=project)  # entries of workspaces a killed run left behind
     _git("worktree", "add", "--detach", "--force", str(root), commit, cwd=project)
     try:
         diff = _git("diff", "--binary", "HEAD", cwd=project)

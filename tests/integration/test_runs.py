@@ -16,6 +16,37 @@ from tests.helpers import tiny_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 LR = 0.0003
+ENV_SECRET = "hf_sftopsFAKEtokenNOTREAL0123456789"  # a token in the runs' environment
+ROW_SECRET = "sk-proj-FAKEkeyNOTREAL0123456789abcdefXYZ"  # an API key inside a data row
+PLANTED = {
+    "instruction": "Check whether this deployment config is valid.",
+    "input": f"OPENAI_API_KEY={ROW_SECRET} timeout=30",
+    "output": "The config is valid, but the key must not be committed to a repository.",
+}
+
+
+def plant_secret_row(repo: Path) -> None:
+    """A source whose one row carries an API key; the clean stage must scrub it."""
+    import yaml
+
+    (repo / "data" / "sample" / "planted.jsonl").write_text(json.dumps(PLANTED) + "\n")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["ingest"]["sources"].append({"path": "data/sample/planted.jsonl", "weight": 1.0})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "planted"],
+        cwd=repo,
+        check=True,
+    )
+
+
+def files_containing(folder: Path, secret: str) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and secret.encode() in path.read_bytes():
+            found.append(str(path))
+    return found
 
 
 def start_run(repo: Path, home: Path, *sets: str) -> subprocess.Popen[str]:
@@ -24,6 +55,8 @@ def start_run(repo: Path, home: Path, *sets: str) -> subprocess.Popen[str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "PREFECT_HOME": str(home),  # each CLI run has its own ephemeral Prefect API
         "PYTHONPATH": str(repo),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "HF_TOKEN": ENV_SECRET,
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [a for s in sets for a in ("--set", s)]
@@ -49,6 +82,7 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
     from mlflow import MlflowClient
 
     repo = tiny_repo(tmp_path)
+    plant_secret_row(repo)
     params_before = (repo / "params.yaml").read_bytes()
     lock_before = (repo / "dvc.lock").read_bytes()
 
@@ -94,8 +128,8 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
     assert len(versions) == 2
     aliases = client.get_registered_model("sftops-chat").aliases
     assert set(aliases) <= {"challenger", "champion"}
-    assert all(str(v) in {mv.version for mv in versions} for v in aliases.values())
-    assert "already" not in out_custom + out_default
+    assert all(str(v) in {str(mv.version) for mv in versions} for v in aliases.values())
+    assert "unchanged: already" not in out_custom + out_default
 
     # A rerun of the default settings: every stage from the cache, nothing registered again.
     started = time.monotonic()
@@ -103,4 +137,20 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
     again = time.monotonic() - started
     assert "unchanged: already sftops-chat" in rerun
     assert len(client.search_model_versions("name='sftops-chat'")) == 2
+    # Secrets: the environment's token reaches no log, param, tag or artifact; the row's key was
+    # scrubbed before training, so no MLflow artifact (predictions, reports, model) holds it.
+    for where in (
+        repo / "mlflow.db",
+        repo / "mlruns",
+        tmp_path / "prefect-a",
+        tmp_path / "prefect-b",
+    ):
+        if where.is_file():
+            assert ENV_SECRET.encode() not in where.read_bytes()
+            assert ROW_SECRET.encode() not in where.read_bytes()
+        else:
+            assert files_containing(where, ENV_SECRET) == []
+            assert files_containing(where, ROW_SECRET) == []
+    assert ENV_SECRET not in out_custom + out_default + rerun
+
     print(f"two overlapping runs: {overlapped:.0f}s; identical rerun: {again:.0f}s")
