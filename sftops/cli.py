@@ -313,6 +313,10 @@ def serve_command(
     poll_seconds: Annotated[
         float, typer.Option(help="Check for a new model version every N seconds (0: never).")
     ] = 30.0,
+    max_batch: Annotated[
+        int,
+        typer.Option(min=1, help="Concurrent requests generated as one batch (1: one at a time)."),
+    ] = 32,
 ) -> None:
     """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
     the champion alias moves."""
@@ -327,7 +331,9 @@ def serve_command(
             loaded.paths.model_dir,
             loaded.paths.cache_dir,
         )
-        serve(source, host, port, poll_seconds, params=loaded.evaluate.generation)
+        serve(
+            source, host, port, poll_seconds, params=loaded.evaluate.generation, max_batch=max_batch
+        )
     except SftopsError as err:
         _fail(err)
     except KeyboardInterrupt:
