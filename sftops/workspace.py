@@ -101,22 +101,21 @@ def _dvc_env() -> dict[str, str]:
 
 
 def _link_dvc(root: Path, project: Path) -> None:
-    """The workspace uses the checkout's cache and remotes (relative remote URLs in
-    .dvc/config are relative to the config file, so they are rewritten as absolute paths)."""
+    """The workspace uses the checkout's cache, remotes and default remote, including what the
+    checkout set locally (`.dvc/config.local`, e.g. an S3 endpoint or a default remote of a
+    worker's clone); DVC hands local remote URLs back absolute."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
         cache_dir = Path(repo.cache.local_cache_dir).resolve()
-        remotes = repo.config.get("remote", {})
-        local_urls = {
-            name: conf["url"]
-            for name, conf in remotes.items()
-            if "://" not in str(conf.get("url", ""))
-        }
+        remotes = {name: dict(conf) for name, conf in repo.config.get("remote", {}).items()}
+        default = repo.config.get("core", {}).get("remote")
     with Repo(str(root)) as repo, repo.config.edit("local") as conf:
         conf["cache"]["dir"] = str(cache_dir)
-        for name, url in local_urls.items():
-            conf["remote"][name] = {"url": str(Path(url).resolve())}
+        for name, settings in remotes.items():
+            conf["remote"][name] = settings
+        if default:
+            conf["core"]["remote"] = default
 
 
 def create_workspace(
