@@ -176,32 +176,33 @@ def write_overrides(params_file: Path, overrides: dict[str, Any]) -> None:
 def save_experiment(ws: Workspace) -> str:
     """Record the workspace as DVC experiment ``ws.name`` (params, dvc.lock, metrics, outputs
     in the shared cache); returns the experiment's commit."""
-    _forget_stages_without_outputs(ws.root)
-    _dvc("exp", "save", "--force", "--name", ws.name, cwd=ws.root)
+    reached = _stages_with_outputs(ws.root)
+    _dvc("exp", "save", "--force", "--name", ws.name, *reached, cwd=ws.root)
     ref = f"refs/exps/{ws.commit[:2]}/{ws.commit[2:]}/{ws.name}"
     return _git("rev-parse", ref, cwd=ws.project).decode().strip()
 
 
-def _forget_stages_without_outputs(root: Path) -> None:
-    """A run that did not reach a stage (data-only runs; the stage's outputs not in the cache)
-    records no result for it: its dvc.lock entry, inherited from the checkout, goes, or
-    `dvc exp save` would refuse the missing outputs."""
+def _stages_with_outputs(root: Path) -> list[str]:
+    """The stages this run reached (all outputs present). A stage it did not reach (data-only
+    runs: train, evaluate) records no result: its dvc.lock entry, inherited from the checkout,
+    goes, and it is not among the targets of `dvc exp save` (which refuses missing outputs)."""
     import yaml
 
     lock_file = root / "dvc.lock"
     if not lock_file.exists():
-        return
+        return []
     lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
     stages = lock.get("stages", {})
-    missing = [
+    reached = [
         name
         for name, entry in stages.items()
-        if any(not (root / out["path"]).exists() for out in entry.get("outs", []))
+        if all((root / out["path"]).exists() for out in entry.get("outs", []))
     ]
-    if missing:
-        log.info("stages not run in this workspace, left out of its dvc.lock: %s", missing)
-        lock["stages"] = {k: v for k, v in stages.items() if k not in missing}
+    if len(reached) < len(stages):
+        log.info("stages not run in this workspace: %s", sorted(set(stages) - set(reached)))
+        lock["stages"] = {k: v for k, v in stages.items() if k in reached}
         lock_file.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    return reached
 
 
 def remove_workspace(ws: Workspace) -> None:
