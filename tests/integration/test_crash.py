@@ -112,3 +112,40 @@ def test_a_run_killed_at_a_random_point_reruns_to_the_same_outputs(tmp_path: Pat
     out, _ = rerun.communicate(timeout=1200)
     assert rerun.returncode == 0, out[-3000:]
     assert experiment_outputs(repo) == reference
+
+
+def test_registry_down_fails_the_run_in_one_line_and_the_rerun_registers_without_training(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    repo = tiny_repo(tmp_path)
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    env = {
+        **env_for(repo),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "sftops",
+    }
+    down = subprocess.run(
+        ["sftops", "run"],
+        cwd=repo,
+        env={**env, "MLFLOW_TRACKING_URI": dead},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert down.returncode == 1
+    last = down.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: MLflow tracking server {dead} unreachable"), last
+
+    env.pop("MLFLOW_TRACKING_URI", None)
+    back = subprocess.run(
+        ["sftops", "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert back.returncode == 0, back.stdout[-3000:] + back.stderr[-3000:]
+    logs = back.stdout + back.stderr
+    assert "train: unchanged, skipped by DVC" in logs  # restored from the cache, not retrained
+    assert "model sftops-chat version 1" in logs
