@@ -258,7 +258,7 @@ def prepare_rows(work: Path, heldout: int) -> tuple[int, int]:
     return len(train), len(held)
 
 
-def heldout_loss(model_dir: Path, work: Path, max_length: int) -> float:
+def heldout_loss(model_dir: Path, work: Path, max_length: int, limit: int = 0) -> float:
     """Mean loss per answer token on the held-out rows, the same code for every model."""
     import pandas as pd
     import torch
@@ -269,7 +269,8 @@ def heldout_loss(model_dir: Path, work: Path, max_length: int) -> float:
 
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, tokenizer=tokenizer)
-    examples, _ = encode_rows(pd.read_parquet(work / "heldout.parquet"), tokenizer, max_length)
+    held = pd.read_parquet(work / "heldout.parquet")
+    examples, _ = encode_rows(held.head(limit) if limit else held, tokenizer, max_length)
     rows = single_rows(examples)
     # bf16 autocast where native (twice as fast here); the same for every model scored
     amp = torch.bfloat16 if cpu_has_native_bf16() else None
@@ -302,12 +303,15 @@ def compare_with_trl(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        n_train, n_held = prepare_rows(work, args.heldout)
         sides = ("trl", "sftops")
-        if args.parallel:
+        if args.score_only:  # a finished run's workdir: score its models again
+            n_train, codes = len(read_jsonl(work / "train.jsonl")), [0, 0]
+        elif args.parallel:
+            n_train, _ = prepare_rows(work, args.heldout)
             procs = [run_side(s, args, work, env) for s in sides]
             codes = [p.wait() for p in procs]
         else:
+            n_train, _ = prepare_rows(work, args.heldout)
             codes = [run_side(s, args, work, env).wait() for s in sides]
         for side, code in zip(sides, codes, strict=True):
             if code != 0:
@@ -315,10 +319,13 @@ def compare_with_trl(args: argparse.Namespace) -> int:
                 print(f"train bench: the {side} side failed (exit {code})", file=sys.stderr)
                 return 1
         results = {s: json.loads((work / s / "result.json").read_text()) for s in sides}
-        eval_length = 2048
-        base = heldout_loss(Path(args.model_path), work, eval_length)
+        eval_length, limit = 2048, args.score_rows
+        n_held = min(limit or args.heldout, args.heldout)
+        base = heldout_loss(Path(args.model_path), work, eval_length, limit)
         for side in sides:
-            results[side]["heldout_loss"] = heldout_loss(work / side / "model", work, eval_length)
+            results[side]["heldout_loss"] = heldout_loss(
+                work / side / "model", work, eval_length, limit
+            )
     return report_trl(args, results, base, n_train, n_held)
 
 
@@ -647,6 +654,12 @@ def main() -> None:
     parser.add_argument("--parallel", action="store_true", help="run both sides at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per side (0: auto)")
     parser.add_argument("--heldout", type=int, default=100)
+    parser.add_argument(
+        "--score-rows", type=int, default=0, help="score only the first N held-out rows (0: all)"
+    )
+    parser.add_argument(
+        "--score-only", action="store_true", help="re-score the models of an earlier --workdir"
+    )
     parser.add_argument("--max-length", type=int, default=512, help="sftops max_length")
     parser.add_argument("--sftops-overrides", default="{}", help="JSON train params for sftops")
     parser.add_argument("--workdir", default="", help="keep intermediate files here")
