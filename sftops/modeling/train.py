@@ -516,8 +516,8 @@ def train(
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     # With a time budget the schedule's horizon (and the warmup, its warmup_ratio share) is
     # re-estimated each step from the elapsed share of max_seconds, so the decay ends when the
-    # time does, whatever the CPU's speed; 100 steps is the guess before the first step.
-    horizon = [min(total_steps, 100) if cfg.max_seconds else total_steps]
+    # time does, whatever the CPU's speed; 20 steps is the guess before the first step.
+    horizon = [min(total_steps, 20) if cfg.max_seconds else total_steps]
 
     def schedule(step: int) -> float:
         warmup = int(cfg.warmup_ratio * horizon[0])
