@@ -298,8 +298,8 @@ class TrainParams(Section):
     grad_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="auto: bf16 autocast on GPUs that support it and on CPUs with native bf16 "
-        "(AVX512-BF16 / AMX, unless ONEDNN_MAX_CPU_ISA caps it), else fp32.",
+        description="auto: bf16 autocast on GPUs that support it, fp32 on CPU (measured faster "
+        "than bf16 autocast even with AVX512-BF16); bf16 forces autocast.",
     )
     compile: bool = Field(False, description="torch.compile the model (GPU; CPU works too).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto")

@@ -328,19 +328,14 @@ def test_bf16_autocast_trains_on_cpu(
     assert all(t.dtype == torch.float32 for t in weights.values())  # master weights stay fp32
 
 
-def test_precision_auto_uses_bf16_only_where_the_cpu_has_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_precision_auto_is_fp32_on_cpu_and_bf16_can_be_forced() -> None:
     from sftops.config import TrainParams
-    from sftops.modeling import train as train_module
+    from sftops.modeling.train import autocast_dtype
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
-    assert train_module.autocast_dtype(TrainParams(precision="auto"), cpu) is torch.bfloat16
-    assert train_module.autocast_dtype(TrainParams(precision="fp32"), cpu) is None
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
-    assert train_module.autocast_dtype(TrainParams(precision="auto"), cpu) is None
-    assert train_module.autocast_dtype(TrainParams(precision="bf16"), cpu) is torch.bfloat16
+    assert autocast_dtype(TrainParams(precision="auto"), cpu) is None
+    assert autocast_dtype(TrainParams(precision="fp32"), cpu) is None
+    assert autocast_dtype(TrainParams(precision="bf16"), cpu) is torch.bfloat16
 
 
 @pytest.mark.slow
