@@ -4,8 +4,8 @@
   change it, ``--no-schedule`` (or an empty cron) serves it for manual runs only. Deployment
   concurrency 1 with strategy ENQUEUE: a second trigger waits in the queue (the workspace lock in
   the flow is the second line of defence, for runs started outside this deployment);
-- ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``: triggered from the UI or
-  ``prefect deployment run``.
+- ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``,
+  ``ablate_augment/manual``: triggered from the UI or ``prefect deployment run``.
 
 Needs ``PREFECT_API_URL`` pointing at a Prefect server (``sftops ui`` starts one and this
 process); runs execute as subprocesses in the current directory (the repository root).
@@ -29,6 +29,7 @@ def deployments(
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
+    from flows.ablate import ablate_augment
     from flows.data_refresh import data_refresh
     from flows.evaluate_model import evaluate_model
     from flows.promote import promote
@@ -59,6 +60,13 @@ def deployments(
         promote.to_deployment(
             name="manual",
             description="Gate a registered version; optionally pause for a reviewer.",
+            tags=["sftops"],
+        ),
+        ablate_augment.to_deployment(
+            name="manual",
+            concurrency_limit=one_at_a_time,
+            description="Train with and without augmentation (same seed and steps); "
+            "paired bootstrap of the primary metric and the loss.",
             tags=["sftops"],
         ),
     ]
