@@ -112,7 +112,9 @@ def label_bench(path: Path) -> int:
     args = (table["original"].tolist(), table["candidate"].tolist())
     extra = (table["method"].tolist(), table["lang"].tolist())
     started = time.perf_counter()
-    reasons, similarity, nll = judge(*args, *extra, cfg)
+    # Cached like the pipeline's stage (a rerun after a threshold change takes seconds).
+    cache = ROOT / ".cache" / "sftops" / "bench"
+    reasons, similarity, nll = judge(*args, *extra, cfg, cache)
     seconds = time.perf_counter() - started
     table["ours"] = [r is None for r in reasons]
     table["previous"] = previous_filter(*args, cfg.filter)

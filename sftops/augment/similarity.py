@@ -225,13 +225,17 @@ def rejection_reason(
     'low_similarity'
     >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=9.0)
     'less_fluent'
-    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=1.0) is None
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=0.5) is None
     True
     """
     reason = cheap_rejection(original, candidate, cfg, method)
     if reason is None and similarity < cfg.min_similarity:
         return "low_similarity"
-    limit = cfg.max_nll_increase_zh if lang == "zh" else cfg.max_nll_increase
+    limit = cfg.max_nll_increase
+    if lang == "zh":
+        limit = cfg.max_nll_increase_zh
+    elif method.startswith("backtranslation"):
+        limit = cfg.max_nll_increase_backtranslation
     if reason is None and nll_increase is not None and nll_increase > limit:
         return "less_fluent"
     return reason
