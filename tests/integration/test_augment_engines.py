@@ -115,9 +115,17 @@ def test_similarity_filter_rejects_a_meaning_change_and_keeps_a_paraphrase(
 
 
 def test_chinese_rows_are_back_translated_with_a_seq2seq_model_and_counted_without(
-    tiny_marian: Path,
+    tiny_marian: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sftops.augment import augment
     from sftops.augment.augment import backtranslation_candidates
+
+    # The tiny model has 64 positions: generate a few tokens only.
+    monkeypatch.setattr(
+        augment,
+        "make_translator",
+        lambda engine, pivots, models, batch_size: Seq2SeqTranslator(models, 2, 8),
+    )
     from sftops.config import AugmentParams
     from tests.helpers import canonical_table
 

@@ -35,7 +35,7 @@ def test_nan_losses_are_left_out_of_the_loss_comparison() -> None:
     b = arm("without_augmentation", [1.0, 0.0, 1.0], [0.6, 0.7, float("nan")])
     c = compare_arms(a, b, "token_f1", 200)
     assert c["loss"]["rows"] == 1 and c["loss"]["diff"] == pytest.approx(-0.1)
-    assert c["token_f1"]["diff"] == 0 and c["verdict"] == "no_difference"
+    assert c["token_f1"]["diff"] == 0 and c["verdict"] == "helps"  # lower loss, same F1
 
 
 def test_table_lists_both_arms_and_the_interval() -> None:

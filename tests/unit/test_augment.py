@@ -33,7 +33,7 @@ class BagOfWordsEmbedder:
 
 
 ROWS = [
-    {"instruction": "Describe the ocean in a short story.", "output": "Waves roll in."},
+    {"instruction": "Describe the laboratory we bought last year.", "output": "It is big."},
     {
         "instruction": "Summarize the report about the quick ships.",
         "input": "Ships sail fast.",
@@ -133,7 +133,8 @@ def test_rows_outside_the_languages_are_skipped_and_counted(
 
 
 def test_chinese_rows_get_synonyms_and_keep_their_labels(train: pd.DataFrame, cache: Path) -> None:
-    result = augment_table(train, params(synonym={"alpha": 1.0}), cache, BagOfWordsEmbedder())
+    cfg = params(synonym={"alpha": 1.0}, filter={"min_similarity": -1.0})
+    result = augment_table(train, cfg, cache, BagOfWordsEmbedder())
     zh = train.loc[train["lang"] == "zh"].iloc[0]
     added = result.table[result.table["parent_id"] == zh["row_id"]]
     assert len(added) == 1
@@ -144,10 +145,10 @@ def test_chinese_rows_get_synonyms_and_keep_their_labels(train: pd.DataFrame, ca
 
 
 def test_the_fluency_check_rejects_what_the_language_model_finds_unlikely(
-    train: pd.DataFrame, cache: Path, tmp_path: Path
+    train: pd.DataFrame, cache: Path
 ) -> None:
     cfg = params(synonym={"alpha": 1.0}, filter={"fluency_model": "word-penalty"})
-    plain = augment_table(train, params(synonym={"alpha": 1.0}), tmp_path, BagOfWordsEmbedder())
+    plain = augment_table(train, params(synonym={"alpha": 1.0}), cache, BagOfWordsEmbedder())
     accepted = plain.table[plain.table["aug_method"] == "synonym"]
     new_words = {
         w.strip(".,!?")
@@ -160,7 +161,7 @@ def test_the_fluency_check_rejects_what_the_language_model_finds_unlikely(
     }
     assert new_words
     scorer = WordPenaltyScorer(new_words)
-    strict = augment_table(train, cfg, tmp_path / "strict", BagOfWordsEmbedder(), scorer)
+    strict = augment_table(train, cfg, cache, BagOfWordsEmbedder(), scorer)
     rejected = strict.summary()["methods"]["synonym"]["rejected_by_reason"]
     assert rejected.get("less_fluent", 0) >= 1 and scorer.calls > 0
     assert strict.summary()["rows_added"] < plain.summary()["rows_added"]
@@ -187,6 +188,7 @@ def test_similarity_threshold_rejects_everything_when_set_to_one(
 
 def test_rerun_uses_the_embedding_cache(train: pd.DataFrame, cache: Path) -> None:
     embedder = BagOfWordsEmbedder()
+    embedder.name = "bag-of-words-rerun"  # its own cache entry: earlier tests filled theirs
     first = augment_table(train, params(seed=99), cache, embedder)
     calls = embedder.calls
     second = augment_table(train, params(seed=99), cache, embedder)
