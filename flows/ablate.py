@@ -9,7 +9,6 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from sftops.config import load_params
-from sftops.pipeline import workspace_lock
 
 
 @flow(name="ablate_augment", log_prints=True)
@@ -36,8 +35,7 @@ def ablate_augment(
         tasks=tuple(tasks),
         languages=tuple(languages),
     )
-    with workspace_lock():  # the splits must not change under the two trainings
-        summary = run_ablation(params, setting)
+    summary = run_ablation(params, setting)  # reads the checkout's splits, writes reports
     create_markdown_artifact(
         f"# Augmentation ablation: {name}\n\n{table_markdown([summary])}",
         key="ablate-augment",

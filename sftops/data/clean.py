@@ -22,7 +22,6 @@ import pandas as pd
 
 from sftops.config import CleanParams, Params
 from sftops.data.dedup import (
-    dedup_key,
     first_occurrence_of,
     minhash_of_sets,
     near_duplicate_representatives,
@@ -31,6 +30,7 @@ from sftops.data.langid import detector_languages, fast_languages
 from sftops.data.pii import scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
+from sftops.rowkeys import dedup_key, join_text
 from sftops.text import has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -178,10 +178,6 @@ def to_simplified(text: str) -> str:
     return str(_t2s().convert(text))
 
 
-def _history_texts(history: str) -> list[str]:
-    return [turn for pair in json.loads(history) for turn in pair]
-
-
 def _map_history(history: str, edit: Any) -> str:
     if history == "[]":
         return history
@@ -189,20 +185,9 @@ def _map_history(history: str, edit: Any) -> str:
     return json.dumps([[edit(u), edit(a)] for u, a in pairs], ensure_ascii=False)
 
 
-def full_text(row: dict[str, Any] | pd.Series) -> str:
-    """All the text of a row (system, earlier turns, instruction, input, output)."""
-    parts = (row["system"], row["history"], row["instruction"], row["input"], row["output"])
-    return _join_text(*parts)
-
-
-def _join_text(system: str, history: str, instruction: str, input_: str, output: str) -> str:
-    turns = " ".join(_history_texts(history)) if history != "[]" else ""
-    return " ".join(part for part in (system, turns, instruction, input_, output) if part)
-
-
 def _full_texts(columns: dict[str, list[str]]) -> list[str]:
     return [
-        _join_text(*row)
+        join_text(*row)
         for row in zip(
             columns["system"],
             columns["history"],
@@ -332,7 +317,7 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
                     simplified[name].append((i, converted))
                     n_simplified += 1
         instruction, output = row["instruction"], row["output"]
-        text = _join_text(row["system"], history[i], instruction, row["input"], output)
+        text = join_text(row["system"], history[i], instruction, row["input"], output)
         lowered = text.lower()
         tokens: list[str] = []
         if len(instruction.strip()) < cfg.min_instruction_chars:
