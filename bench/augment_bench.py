@@ -177,7 +177,7 @@ def main() -> None:
         raise SystemExit(label_bench(args.labels))
     train = english_rows(args.rows)
     n = len(train)
-    full = AugmentParams()
+    full = AugmentParams(enabled=True)
     bt_only = full.model_copy(
         update={"synonym": full.synonym.model_copy(update={"enabled": False})}
     )
@@ -205,7 +205,7 @@ def main() -> None:
             f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); "
             "from bench.augment_bench import *; "
             f"t = english_rows({args.rows}); s = time.perf_counter(); "
-            f"augment_table(t, AugmentParams(), {str(Path(tmp) / 'full')!r}); "
+            f"augment_table(t, AugmentParams(enabled=True), {str(Path(tmp) / 'full')!r}); "
             "print(time.perf_counter() - s)"
         )
         fresh = subprocess.run(

@@ -260,7 +260,11 @@ class AugmentFilterParams(Section):
 
 
 class AugmentParams(Section):
-    enabled: bool = Field(True, description="Run augmentation (false copies train through).")
+    enabled: bool = Field(
+        False,
+        description="Run augmentation (false copies train through). Off by default: the "
+        "ablation in bench/results/augment_ablation.md found no gain (see params.yaml).",
+    )
     max_rows: int | None = Field(
         None, ge=0, description="Augment at most this many train rows (chosen by hash)."
     )

@@ -374,4 +374,5 @@ def run_ablation(
     )
     write_text(table_markdown([summary]), reports / f"{setting.name}.md")
     summary["mlflow_run_id"] = log_to_mlflow(result, params, target) if mlflow else None
+    write_json(summary, target)  # again, with the run id
     return summary

@@ -69,6 +69,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def params(**overrides: object) -> AugmentParams:
     base = {
+        "enabled": True,
         "languages": ["en", "zh"],
         "backtranslation": {"enabled": False},
         "filter": {"min_similarity": 0.3, "fluency_model": None},
