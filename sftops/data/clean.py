@@ -19,10 +19,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sftops.config import CleanParams, Params
 from sftops.data.dedup import (
     dedup_key,
+    dedup_key_of_core,
     first_occurrence_of,
     minhash_of_sets,
     near_duplicate_representatives,
@@ -130,6 +133,63 @@ def normalise_text(text: str, unicode_nfkc: bool = True, html_strip: bool = True
     if html_strip:
         text = strip_html(text)
     return _outside_code(text, _tidy_whitespace).strip()
+
+
+# A text showing none of these (RE2 syntax) can only change by ``strip()`` in normalise_text:
+# not NFKC-able (printable ASCII), no control character, newline or tab, no markup or entity
+# character, no code fence, no run of spaces.
+_NEEDS_NORMALISING_RE2 = r"[^\x20-\x7e]|[<&`]|  "
+
+
+def normalise_texts(
+    texts: Sequence[str], unicode_nfkc: bool = True, html_strip: bool = True
+) -> list[str]:
+    """``normalise_text`` of each text; one vectorised regex pass picks the texts that need the
+    per-text work, the others are only stripped.
+
+    >>> normalise_texts([" plain text ", "<b>bold</b>  x"])
+    ['plain text', 'bold x']
+    """
+    if not texts:
+        return []
+    needs = pc.match_substring_regex(pa.array(texts, pa.string()), _NEEDS_NORMALISING_RE2)
+    return [
+        normalise_text(t, unicode_nfkc, html_strip) if hard else t.strip()
+        for t, hard in zip(texts, needs.to_numpy(zero_copy_only=False).tolist(), strict=True)
+    ]
+
+
+# Python's \s and [^\W_] restricted to ASCII (RE2 syntax), for alnum_ratios.
+_ASCII_SPACE_RE2 = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+_ASCII_ALNUM_RE2 = r"[A-Za-z0-9]"
+
+
+def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
+    """``alnum_ratio`` of each text: counted with vectorised regexes for ASCII texts.
+
+    >>> alnum_ratios(["ab!!", "你好！", "", " \t"]).tolist()
+    [0.5, 0.6666666666666666, 1.0, 1.0]
+    """
+    arr = pa.array(texts, pa.string())
+    total = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    spaces = pc.count_substring_regex(arr, _ASCII_SPACE_RE2).to_numpy(zero_copy_only=False)
+    alnum = pc.count_substring_regex(arr, _ASCII_ALNUM_RE2).to_numpy(zero_copy_only=False)
+    chars = total - spaces
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(chars == 0, 1.0, alnum / np.maximum(chars, 1))
+    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(~ascii_).tolist():
+        ratio[i] = alnum_ratio(texts[i])
+    return ratio
+
+
+def _ascii_dedup_cores(texts: Sequence[str]) -> list[str | None]:
+    """What ``dedup_key`` hashes (lower-cased, only ``[a-z0-9]`` left) for ASCII texts; None
+    for the others."""
+    arr = pa.array(texts, pa.string())
+    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False).tolist()
+    cores = pc.replace_substring_regex(pc.ascii_lower(arr), "[^a-z0-9]+", "").to_pylist()
+    return [core if ok else None for core, ok in zip(cores, ascii_, strict=True)]
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:
@@ -274,7 +334,7 @@ def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
     normalised = 0
     for name in TEXT_FIELDS:
         before = columns[name]
-        after = [edit(t) for t in before]
+        after = normalise_texts(before, cfg.normalize_unicode, cfg.strip_html)
         normalised += sum(a != b for a, b in zip(after, before, strict=True))
         out[name] = after
     history = [_map_history(h, edit) for h in columns["history"]]
@@ -308,10 +368,32 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     and for the rows left: the exact-dedup key and the MinHash signature.
 
     A row whose key an earlier row of the chunk that passed the filters already has is an exact
-    duplicate whatever the other chunks hold, so it gets no signature.
+    duplicate whatever the other chunks hold, so it gets no signature. Lengths, alnum ratios
+    and dedup keys of ASCII text are computed column-wise; the rest row by row.
     """
     simplified: dict[str, list[tuple[int, str]]] = {name: [] for name in TEXT_FIELDS}
     n_simplified = 0
+    langs, row_ids = columns["lang"], columns["row_id"]
+    fields = {name: list(columns[name]) for name in TEXT_FIELDS}
+    if cfg.to_simplified:
+        for i, lang in enumerate(langs):
+            if lang != "zh":
+                continue
+            for name in TEXT_FIELDS:
+                converted = to_simplified(fields[name][i])
+                if converted != fields[name][i]:
+                    fields[name][i] = converted
+                    simplified[name].append((i, converted))
+                    n_simplified += 1
+    texts = _full_texts({**fields, "history": columns["history"]})
+    n = len(texts)
+    if n == 0:
+        return _Finished(simplified, n_simplified, [], [])
+    lengths = pc.utf8_length(pa.array(texts, pa.string())).to_numpy(zero_copy_only=False)
+    instruction_chars = [len(t.strip()) for t in fields["instruction"]]
+    output_chars = [len(t.strip()) for t in fields["output"]]
+    alnum = np.minimum(alnum_ratios(fields["instruction"]), alnum_ratios(fields["output"]))
+    cores = _ascii_dedup_cores(texts) if cfg.exact_dedup else [None] * n
     reasons: list[str | None] = []
     keys: list[str | None] = []
     signature_rows: list[int] = []
@@ -319,45 +401,49 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     seen: set[str] = set()
     allowed = set(cfg.languages) | {"und"}
     nd = cfg.near_dedup
-    system, history = columns["system"], columns["history"]
-    instructions, inputs, outputs = columns["instruction"], columns["input"], columns["output"]
-    for i, (lang, row_id) in enumerate(zip(columns["lang"], columns["row_id"], strict=True)):
-        row = {"system": system[i], "instruction": instructions[i], "input": inputs[i]}
-        row["output"] = outputs[i]
-        if cfg.to_simplified and lang == "zh":
-            for name in TEXT_FIELDS:
-                converted = to_simplified(row[name])
-                if converted != row[name]:
-                    row[name] = converted
-                    simplified[name].append((i, converted))
-                    n_simplified += 1
-        instruction, output = row["instruction"], row["output"]
-        text = _join_text(row["system"], history[i], instruction, row["input"], output)
-        lowered = text.lower()
-        tokens: list[str] = []
-        if len(instruction.strip()) < cfg.min_instruction_chars:
+    bigram_shortcut = nd.enabled and nd.word_ngram == 2
+    for i, text in enumerate(texts):
+        bigrams: set[str] | None = None
+        if instruction_chars[i] < cfg.min_instruction_chars:
             reason: str | None = "empty_instruction"
-        elif len(output.strip()) < cfg.min_output_chars:
+        elif output_chars[i] < cfg.min_output_chars:
             reason = "empty_output"
-        elif len(text) > cfg.max_chars:
+        elif lengths[i] > cfg.max_chars:
             reason = "too_long"
-        elif _repetition(tokens := WORD_OR_CJK_RE.findall(lowered)) > cfg.max_repetition:
-            reason = "repetitive"
-        elif min(alnum_ratio(instruction), alnum_ratio(output)) < cfg.min_alnum_ratio:
-            reason = "low_alnum_ratio"
-        elif lang not in allowed:
-            reason = "language"
         else:
-            reason = None
+            lowered = text.lower()
+            tokens = WORD_OR_CJK_RE.findall(lowered)
+            ascii_ = lowered.isascii()
+            # Distinct word bigrams mean distinct trigrams: no repetition, and the bigrams are
+            # the near-dedup shingles of this row.
+            if bigram_shortcut and ascii_ and len(tokens) > 2:
+                bigrams = word_shingles(tokens, 2)
+                repeats = 0.0 if len(bigrams) == len(tokens) - 1 else _repetition(tokens)
+            else:
+                repeats = _repetition(tokens)
+            if repeats > cfg.max_repetition:
+                reason = "repetitive"
+            elif alnum[i] < cfg.min_alnum_ratio:
+                reason = "low_alnum_ratio"
+            elif langs[i] not in allowed:
+                reason = "language"
+            else:
+                reason = None
         reasons.append(reason)
         key = None
         if reason is None:
-            key = dedup_key(text) if cfg.exact_dedup else row_id
+            if not cfg.exact_dedup:
+                key = row_ids[i]
+            else:
+                core = cores[i]
+                key = dedup_key(text) if core is None else dedup_key_of_core(core)
             if nd.enabled and key not in seen:
                 seen.add(key)
                 signature_rows.append(i)
                 # On ASCII text the repetition tokens are the shingles' words (\w+ runs).
-                if lowered.isascii():
+                if bigrams is not None:
+                    token_sets.append(bigrams)
+                elif ascii_:
                     token_sets.append(word_shingles(tokens, nd.word_ngram))
                 else:
                     token_sets.append(shingles(text, nd.word_ngram, nd.char_ngram))
