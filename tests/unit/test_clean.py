@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 from sftops.config import CleanParams
 from sftops.data.clean import (
     alnum_ratio,
+    alnum_ratios,
     clean_table,
     normalise_text,
+    normalise_texts,
     repetition_ratio,
     strip_html,
     to_simplified,
 )
+from sftops.data.langid import fast_language, fast_languages
 from tests.helpers import canonical_table
 
 
@@ -203,3 +206,41 @@ def test_every_row_is_either_kept_or_quarantined(rows, exact_dedup, near_drop) -
     )
     assert result.quarantine["reason"].notna().all()
     assert result.kept["row_id"].is_unique
+
+
+# Characters that exercise every branch of the column-wise fast paths: plain ASCII words and
+# stop words, double spaces, tabs, newlines, control characters, markup, code fences, symbols,
+# accented and CJK letters, full-width forms, the Kelvin sign (lower-cases to ASCII k).
+_PIECES = [*"abcdefghijklmnopqrstuvwxyzABC019 ", " the ", " of ", " and ", "  ", "\t", "\n"]
+_PIECES += ["\r", "\x07", "\x1c", "<b>", "&amp;", "```", "°", "€", "é", "ï", "你好", "，", "Ａ"]
+_PIECES += ["\u212a", "\u00a0", "\u3000", "\u200b", "!", "?", "_", "@"]
+_ALPHABET = st.sampled_from(_PIECES)
+_TEXTS = st.lists(st.lists(_ALPHABET, max_size=30).map("".join), max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TEXTS)
+def test_column_wise_fast_paths_equal_the_per_text_functions(texts: list[str]) -> None:
+    assert normalise_texts(texts) == [normalise_text(t) for t in texts]
+    assert alnum_ratios(texts).tolist() == [alnum_ratio(t) for t in texts]
+    normalised = [normalise_text(t) for t in texts]
+    assert fast_languages(normalised) == [fast_language(t[:400]) for t in normalised]
+
+
+def test_short_english_rows_with_symbols_are_not_dropped_as_another_language() -> None:
+    """Issue 12: "77.0°F" sent the row to the detector, which called it German."""
+    rows = [
+        {"instruction": "Convert 25°C to Fahrenheit.", "output": "77.0°F"},
+        {
+            "instruction": "Convert the temperature from Celsius to Fahrenheit.",
+            "input": "25°C",
+            "output": "77.0°F",
+        },
+        {"instruction": "Convert 25 degrees Celsius to Fahrenheit.", "output": "77.0°F"},
+        {"instruction": "Wie viele Tage hat eine Woche?", "output": "Eine Woche hat sieben Tage."},
+        {"instruction": "¿Cuál es la capital de Chile?", "output": "La capital es Santiago."},
+    ]
+    result = clean(rows, near_dedup={"enabled": False})
+    assert result.kept["lang"].tolist() == ["en", "en", "en"]
+    assert result.quarantine["reason"].tolist() == ["language", "language"]
+    assert result.quarantine["detail"].tolist() == ["de", "es"]
