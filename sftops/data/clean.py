@@ -34,7 +34,7 @@ from sftops.data.langid import detector_languages, fast_languages
 from sftops.data.pii import scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
-from sftops.text import has_cjk, shingles, word_shingles
+from sftops.text import ascii_alnum_core, ascii_words, has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 CODE_FENCE_RE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
@@ -159,37 +159,37 @@ def normalise_texts(
     ]
 
 
-# Python's \s and [^\W_] restricted to ASCII (RE2 syntax), for alnum_ratios.
-_ASCII_SPACE_RE2 = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
-_ASCII_ALNUM_RE2 = r"[A-Za-z0-9]"
+# Python's \s and [^\W_] on ASCII characters, as byte lookup tables (for alnum_ratios).
+_ASCII_SPACE = np.zeros(256, dtype=np.int64)
+_ASCII_SPACE[[ord(c) for c in " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"]] = 1
+_ASCII_ALNUM = np.zeros(256, dtype=np.int64)
+_ASCII_ALNUM[[c for c in range(128) if chr(c).isalnum()]] = 1
+
+
+def _byte_class_counts(arr: pa.StringArray, table: np.ndarray) -> np.ndarray:
+    """Per string of ``arr``: how many of its bytes ``table`` marks."""
+    _, offset_buffer, data = arr.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    marked = table[np.frombuffer(data, dtype=np.uint8)] if data is not None else table[:0]
+    running = np.concatenate([[0], np.cumsum(marked)])
+    return np.asarray(running[offsets[1:]] - running[offsets[:-1]])
 
 
 def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
-    """``alnum_ratio`` of each text: counted with vectorised regexes for ASCII texts.
+    """``alnum_ratio`` of each text: ASCII texts counted column-wise with byte tables.
 
     >>> alnum_ratios(["ab!!", "你好！", "", " \t"]).tolist()
     [0.5, 0.6666666666666666, 1.0, 1.0]
     """
     arr = pa.array(texts, pa.string())
-    total = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    spaces = pc.count_substring_regex(arr, _ASCII_SPACE_RE2).to_numpy(zero_copy_only=False)
-    alnum = pc.count_substring_regex(arr, _ASCII_ALNUM_RE2).to_numpy(zero_copy_only=False)
-    chars = total - spaces
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(chars == 0, 1.0, alnum / np.maximum(chars, 1))
+    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    chars = lengths - _byte_class_counts(arr, _ASCII_SPACE)
+    alnum = _byte_class_counts(arr, _ASCII_ALNUM)
+    ratio = np.where(chars == 0, 1.0, alnum / np.maximum(chars, 1))
     ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(~ascii_).tolist():
         ratio[i] = alnum_ratio(texts[i])
     return ratio
-
-
-def _ascii_dedup_cores(texts: Sequence[str]) -> list[str | None]:
-    """What ``dedup_key`` hashes (lower-cased, only ``[a-z0-9]`` left) for ASCII texts; None
-    for the others."""
-    arr = pa.array(texts, pa.string())
-    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False).tolist()
-    cores = pc.replace_substring_regex(pc.ascii_lower(arr), "[^a-z0-9]+", "").to_pylist()
-    return [core if ok else None for core, ok in zip(cores, ascii_, strict=True)]
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:
@@ -393,7 +393,6 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     instruction_chars = [len(t.strip()) for t in fields["instruction"]]
     output_chars = [len(t.strip()) for t in fields["output"]]
     alnum = np.minimum(alnum_ratios(fields["instruction"]), alnum_ratios(fields["output"]))
-    cores = _ascii_dedup_cores(texts) if cfg.exact_dedup else [None] * n
     reasons: list[str | None] = []
     keys: list[str | None] = []
     signature_rows: list[int] = []
@@ -411,9 +410,12 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
         elif lengths[i] > cfg.max_chars:
             reason = "too_long"
         else:
-            lowered = text.lower()
-            tokens = WORD_OR_CJK_RE.findall(lowered)
-            ascii_ = lowered.isascii()
+            if text.isascii():
+                ascii_, tokens = True, ascii_words(text)
+            else:
+                lowered = text.lower()
+                tokens = WORD_OR_CJK_RE.findall(lowered)
+                ascii_ = lowered.isascii()
             # Distinct word bigrams mean distinct trigrams: no repetition, and the bigrams are
             # the near-dedup shingles of this row.
             if bigram_shortcut and ascii_ and len(tokens) > 2:
@@ -434,9 +436,10 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
         if reason is None:
             if not cfg.exact_dedup:
                 key = row_ids[i]
+            elif text.isascii():
+                key = dedup_key_of_core(ascii_alnum_core(text))
             else:
-                core = cores[i]
-                key = dedup_key(text) if core is None else dedup_key_of_core(core)
+                key = dedup_key(text)
             if nd.enabled and key not in seen:
                 seen.add(key)
                 signature_rows.append(i)

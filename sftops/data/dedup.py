@@ -31,12 +31,12 @@ def dedup_key(text: str) -> str:
     >>> dedup_key("你好，世界") == dedup_key("你好世界")
     True
     """
-    return dedup_key_of_core(_NON_WORD_RE.sub("", text.lower()))
+    return dedup_key_of_core(_NON_WORD_RE.sub("", text.lower()).encode())
 
 
-def dedup_key_of_core(core: str) -> str:
-    """The key of a text already reduced to its lower-cased word characters."""
-    return hashlib.blake2b(core.encode(), digest_size=8).hexdigest()
+def dedup_key_of_core(core: bytes) -> str:
+    """The key of a text already reduced to its lower-cased word characters (UTF-8)."""
+    return hashlib.blake2b(core, digest_size=8).hexdigest()
 
 
 def first_occurrence_of(keys: Sequence[str]) -> np.ndarray:
