@@ -31,7 +31,7 @@ from sftops.data.dedup import (
     near_duplicate_representatives,
 )
 from sftops.data.langid import detector_languages, fast_languages
-from sftops.data.pii import scrub_many
+from sftops.data.pii import scrub_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
 from sftops.text import ascii_alnum_core, ascii_words, has_cjk, shingles, word_shingles
@@ -159,37 +159,26 @@ def normalise_texts(
     ]
 
 
-# Python's \s and [^\W_] on ASCII characters, as byte lookup tables (for alnum_ratios).
-_ASCII_SPACE = np.zeros(256, dtype=np.int64)
-_ASCII_SPACE[[ord(c) for c in " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"]] = 1
-_ASCII_ALNUM = np.zeros(256, dtype=np.int64)
-_ASCII_ALNUM[[c for c in range(128) if chr(c).isalnum()]] = 1
-
-
-def _byte_class_counts(arr: pa.StringArray, table: np.ndarray) -> np.ndarray:
-    """Per string of ``arr``: how many of its bytes ``table`` marks."""
-    _, offset_buffer, data = arr.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
-    marked = table[np.frombuffer(data, dtype=np.uint8)] if data is not None else table[:0]
-    running = np.concatenate([[0], np.cumsum(marked)])
-    return np.asarray(running[offsets[1:]] - running[offsets[:-1]])
+_ASCII_ALNUM_BYTES = bytes(c for c in range(128) if chr(c).isalnum())
+_NOT_ASCII_ALNUM_BYTES = bytes(c for c in range(256) if bytes([c]) not in _ASCII_ALNUM_BYTES)
+_ASCII_SPACE_BYTES = b" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what \s matches in ASCII text
 
 
 def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
-    """``alnum_ratio`` of each text: ASCII texts counted column-wise with byte tables.
+    """``alnum_ratio`` of each text; ASCII texts are counted with ``bytes.translate``.
 
     >>> alnum_ratios(["ab!!", "你好！", "", " \t"]).tolist()
     [0.5, 0.6666666666666666, 1.0, 1.0]
     """
-    arr = pa.array(texts, pa.string())
-    lengths = pc.binary_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    chars = lengths - _byte_class_counts(arr, _ASCII_SPACE)
-    alnum = _byte_class_counts(arr, _ASCII_ALNUM)
-    ratio = np.where(chars == 0, 1.0, alnum / np.maximum(chars, 1))
-    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(~ascii_).tolist():
-        ratio[i] = alnum_ratio(texts[i])
-    return ratio
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        if not text.isascii():
+            out[i] = alnum_ratio(text)
+            continue
+        raw = text.encode("ascii")
+        chars = len(raw.translate(None, _ASCII_SPACE_BYTES))
+        out[i] = len(raw.translate(None, _NOT_ASCII_ALNUM_BYTES)) / chars if chars else 1.0
+    return out
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:
@@ -208,6 +197,20 @@ def _repetition(tokens: list[str], n: int = 3) -> float:
         return 0.0
     grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
     return 1 - len(set(grams)) / len(grams)
+
+
+def _may_repeat(n_tokens: int, n_distinct_bigrams: int, limit: float) -> bool:
+    """False when the trigram repetition of a text cannot exceed ``limit``: a trigram that
+    repeats an earlier one starts with a bigram that does, so the repeated trigrams are at most
+    the repeated bigrams (the margin keeps float rounding on the safe side).
+
+    >>> _may_repeat(10, 9, 0.5), _may_repeat(10, 3, 0.5)
+    (False, True)
+    """
+    if n_tokens < 6:  # _repetition calls a text this short not repetitive
+        return False
+    repeated_bigrams = (n_tokens - 1) - n_distinct_bigrams
+    return repeated_bigrams >= (limit - 1e-9) * (n_tokens - 2)
 
 
 def alnum_ratio(text: str) -> float:
@@ -341,8 +344,8 @@ def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
     pii: dict[str, Counter[str]] = {name: Counter() for name in TEXT_FIELDS}
     if cfg.scrub_pii:
         for name in TEXT_FIELDS:
-            scrubbed, counts = scrub_many(out[name], cfg.pii_kinds)
-            for found in counts:
+            scrubbed, found_in = scrub_column(out[name], cfg.pii_kinds)
+            for _, found in found_in:
                 for kind, n in found.items():
                     pii[name][f"pii_{kind}"] += n
             out[name] = scrubbed
@@ -416,14 +419,16 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
                 lowered = text.lower()
                 tokens = WORD_OR_CJK_RE.findall(lowered)
                 ascii_ = lowered.isascii()
-            # Distinct word bigrams mean distinct trigrams: no repetition, and the bigrams are
-            # the near-dedup shingles of this row.
+            # The bigrams bound the trigram repetition (see _may_repeat), and they are the
+            # near-dedup shingles of this row.
             if bigram_shortcut and ascii_ and len(tokens) > 2:
                 bigrams = word_shingles(tokens, 2)
-                repeats = 0.0 if len(bigrams) == len(tokens) - 1 else _repetition(tokens)
+                repetitive = _may_repeat(len(tokens), len(bigrams), cfg.max_repetition) and (
+                    _repetition(tokens) > cfg.max_repetition
+                )
             else:
-                repeats = _repetition(tokens)
-            if repeats > cfg.max_repetition:
+                repetitive = _repetition(tokens) > cfg.max_repetition
+            if repetitive:
                 reason = "repetitive"
             elif alnum[i] < cfg.min_alnum_ratio:
                 reason = "low_alnum_ratio"

@@ -39,7 +39,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["PII_KINDS", "PLACEHOLDERS", "cn_id_valid", "luhn_valid", "scrub_many", "scrub_pii"]
+__all__ = [
+    "PII_KINDS",
+    "PLACEHOLDERS",
+    "cn_id_valid",
+    "luhn_valid",
+    "scrub_column",
+    "scrub_many",
+    "scrub_pii",
+]
 
 PII_KINDS: tuple[str, ...] = ("email", "phone", "ip", "credit_card", "api_key", "cn_id")
 
@@ -410,3 +418,24 @@ def scrub_many(
             add_text(scrubbed)
             add_counts(counts)
     return out_texts, out_counts
+
+
+def scrub_column(
+    texts: Sequence[str], kinds: Iterable[str] = PII_KINDS
+) -> tuple[list[str], list[tuple[int, dict[str, int]]]]:
+    """``scrub_many`` for a table column: the scrubbed texts, and (position, counts) of only
+    the texts where PII was found (no per-text work for the others).
+
+    >>> scrub_column(["hello", "ip 10.0.0.1", "key"])
+    (['hello', 'ip [IP]', 'key'], [(1, {'ip': 1})])
+    """
+    wanted = _normalise_kinds(kinds)
+    out = list(texts)
+    found: list[tuple[int, dict[str, int]]] = []
+    flags = _prescreen(texts) if texts else []
+    for i in [i for i, maybe in enumerate(flags) if maybe]:
+        if _may_contain_pii(out[i]):
+            out[i], counts = _scrub(out[i], wanted)
+            if counts:
+                found.append((i, counts))
+    return out, found

@@ -244,3 +244,16 @@ def test_short_english_rows_with_symbols_are_not_dropped_as_another_language() -
     assert result.kept["lang"].tolist() == ["en", "en", "en"]
     assert result.quarantine["reason"].tolist() == ["language", "language"]
     assert result.quarantine["detail"].tolist() == ["de", "es"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "the", "x"]), max_size=40),
+    st.sampled_from([0.0, 0.2, 0.5, 0.8]),
+)
+def test_bigram_bound_never_hides_a_repetitive_row(tokens: list[str], limit: float) -> None:
+    from sftops.data.clean import _may_repeat, _repetition
+    from sftops.text import word_shingles
+
+    if len(tokens) > 2 and not _may_repeat(len(tokens), len(word_shingles(tokens, 2)), limit):
+        assert _repetition(tokens) <= limit
