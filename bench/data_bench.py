@@ -349,14 +349,7 @@ def write_jsonl(rows: list[dict[str, str]], path: Path) -> None:
 
 def clean_fingerprint(result: Any) -> str:
     """Hash of a CleanResult: kept and quarantined rows (values and dtypes) and the counts."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for frame in (result.kept, result.quarantine):
-        digest.update(frame.to_json(orient="split", force_ascii=False).encode())
-        digest.update(str(list(frame.dtypes.astype(str))).encode())
-    digest.update(json.dumps(result.modified, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+    return str(result.fingerprint())
 
 
 def run_reference(source: Path, size: int) -> dict[str, Any]:

@@ -283,6 +283,19 @@ class CleanResult:
     quarantine: pd.DataFrame  # the rows plus `reason` and `detail`
     modified: dict[str, int]
 
+    def fingerprint(self) -> str:
+        """Hash of the kept and quarantined rows (values and dtypes) and the counts: equal
+        fingerprints mean identical clean outputs (used to check that speed-ups change
+        nothing)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for frame in (self.kept, self.quarantine):
+            digest.update(frame.to_json(orient="split", force_ascii=False).encode())
+            digest.update(str(list(frame.dtypes.astype(str))).encode())
+        digest.update(json.dumps(self.modified, sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
     def summary(self, examples_per_reason: int = 3) -> dict[str, Any]:
         reasons = self.quarantine["reason"].value_counts().to_dict() if len(self.quarantine) else {}
         examples: dict[str, list[dict[str, str]]] = {}
