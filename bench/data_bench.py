@@ -459,8 +459,11 @@ def cpu_model() -> str:
 def run_measured(cmd: list[str], timeout: float) -> tuple[dict[str, Any], float]:
     """Run a child; its last stdout line (JSON) and the peak summed RSS (GiB) of its process
     tree, workers included, sampled every 50 ms."""
+    import resource
+
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
@@ -482,11 +485,15 @@ def run_measured(cmd: list[str], timeout: float) -> tuple[dict[str, Any], float]
             time.sleep(0.05)
         out.seek(0)
         err.seek(0)
+        # CPU seconds of the child and every process it waited for (its workers): less
+        # sensitive than wall time to other load on a shared machine.
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         lines = out.read().strip().splitlines()
         if proc.returncode != 0 or not lines:
             tail = err.read().strip().splitlines()[-5:]
             return {"error": f"exit {proc.returncode}: {' | '.join(tail)}"}, peak / GIB
-        return json.loads(lines[-1]), peak / GIB
+        return {**json.loads(lines[-1]), "cpu_s": cpu_s}, peak / GIB
 
 
 def _verdict(ok: bool) -> str:
@@ -567,12 +574,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 res["reference_s"] = ref["reference_s"]
                 res["ratio_vs_reference"] = res["total_s"] / ref["reference_s"]
+                res["reference_cpu_s"] = ref["cpu_s"]
                 st = ", ".join(f"{k} {v:.1f} s" for k, v in res["stages"].items())
                 print(
                     f"[{size:,}] stages: {st}; total {res['total_s']:.1f} s; rensa reference "
                     f"{ref['reference_s']:.1f} s; ratio {res['ratio_vs_reference']:.2f}; "
                     f"peak memory (process tree) {peak:.2f} GiB, reference {ref_peak:.2f} GiB; "
-                    f"kept {res['rows_kept']:,}; clean fingerprint {res['clean_fingerprint']}",
+                    f"kept {res['rows_kept']:,}; clean fingerprint {res['clean_fingerprint']}; "
+                    f"CPU seconds of the whole children (imports and data loading included): "
+                    f"stages {res['cpu_s']:.0f}, reference {ref['cpu_s']:.0f}",
                     flush=True,
                 )
                 res["checks"] = check(res, args.seed)
