@@ -100,6 +100,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--isa", choices=["native", "avx2"], default="native")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results/generate_bench.json")
     args = parser.parse_args()
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
@@ -119,6 +122,8 @@ def main() -> int:
     from sftops.modeling.generate import generate, one_at_a_time
     from sftops.modeling.models import load_causal_lm, load_tokenizer, resolve_model_path
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = Params()
     path = resolve_model_path(args.model, ROOT / params.paths.cache_dir)
     tokenizer = load_tokenizer(path)
