@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from sftops.pipeline import prepare_run, workspace_lock
+from sftops.config import Params, load_params
 from tasks.data import augment, clean, ingest, split, validate
+from tasks.workspace import close_workspace, open_workspace, record_experiment
+
+
+def data_stages(params: Params, root: Path) -> dict[str, dict[str, Any]]:
+    return {
+        "ingest": ingest(params, root),
+        "clean": clean(params, root),
+        "validate": validate(params, root),
+        "split": split(params, root),
+        "augment": augment(params, root),
+    }
 
 
 @flow(name="data_refresh", log_prints=True)
 def data_refresh(
-    params_file: str = "params.yaml",
-    overrides: dict[str, Any] | None = None,
-    lock: bool = True,
+    params_file: str = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Refresh the train / validation / test splits (and the augmented train split)."""
-    with workspace_lock() if lock else nullcontext():
-        params = prepare_run(params_file, overrides)
-        return {
-            "ingest": ingest(params),
-            "clean": clean(params),
-            "validate": validate(params),
-            "split": split(params),
-            "augment": augment(params),
-        }
+    """Refresh the train / validation / test splits (and the augmented train split) in this
+    run's own workspace; the result is the DVC experiment named after the run."""
+    ws = open_workspace(overrides)
+    try:
+        params = load_params(ws.root / params_file, None if ws.isolated else overrides)
+        summaries = data_stages(params, ws.root)
+        if ws.isolated:
+            summaries["experiment"] = record_experiment(ws)
+        return summaries
+    finally:
+        close_workspace(ws)
 
 
 if __name__ == "__main__":

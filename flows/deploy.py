@@ -1,9 +1,11 @@
 """Serve the flows as deployments from this process (`python -m flows.deploy`).
 
 - ``retrain/nightly``: cron ``0 2 * * *`` (UTC) by default; ``--cron`` / ``SFTOPS_RETRAIN_CRON``
-  change it, ``--no-schedule`` (or an empty cron) serves it for manual runs only. Deployment
-  concurrency 1 with strategy ENQUEUE: a second trigger waits in the queue (the workspace lock in
-  the flow is the second line of defence, for runs started outside this deployment);
+  change it, ``--no-schedule`` (or an empty cron) serves it for manual runs only. Each run
+  executes in its own workspace, so runs overlap safely: deployment concurrency
+  ``SFTOPS_RUN_CONCURRENCY`` (default 2: the nightly and a UI custom run together) with strategy
+  ENQUEUE, so a third trigger waits in the queue until one finishes (a machine-size limit, not a
+  correctness one);
 - ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``: triggered from the UI or
   ``prefect deployment run``.
 
@@ -20,6 +22,7 @@ from typing import Any
 
 DEFAULT_CRON = "0 2 * * *"
 SERVE_LIMIT = 4  # concurrent runs of this process in all (a paused promote holds one)
+RUN_CONCURRENCY = int(os.environ.get("SFTOPS_RUN_CONCURRENCY", "2"))  # per deployment
 
 
 def deployments(
@@ -34,20 +37,20 @@ def deployments(
     from flows.promote import promote
     from flows.retrain import retrain
 
-    one_at_a_time = ConcurrencyLimitConfig(
-        limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+    queued = ConcurrencyLimitConfig(
+        limit=RUN_CONCURRENCY, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
     )
     return [
         retrain.to_deployment(
             name=name,
             schedules=[Cron(cron, timezone=timezone)] if cron else None,
-            concurrency_limit=one_at_a_time,
+            concurrency_limit=queued,
             description="Data stages, fine-tuning, evaluation, registration, gated promotion.",
             tags=["sftops"],
         ),
         data_refresh.to_deployment(
             name="manual",
-            concurrency_limit=one_at_a_time,
+            concurrency_limit=queued,
             description="Ingest, clean, validate, split, augment.",
             tags=["sftops"],
         ),

@@ -10,7 +10,6 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from sftops.config import load_params
-from sftops.pipeline import workspace_lock
 
 
 @flow(name="evaluate_model", log_prints=True)
@@ -20,8 +19,8 @@ def evaluate_model(
     ),
     params_file: str = "params.yaml",
 ) -> dict[str, Any]:
-    """Evaluate a registered version on the current test split (base model, and champion when
-    `evaluate.compare_base` / `promote.compare_champion` say so). The reports go to
+    """Evaluate a registered version on the checkout's test split (and the base model when
+    `evaluate.compare_base` says so; runs never change the checkout's data). The reports go to
     `<reports_dir>/registry/<model>-v<version>/`, leaving the pipeline's own reports alone."""
     from sftops import registry
     from sftops.evaluation.report import run_evaluate, summary_markdown
@@ -35,8 +34,7 @@ def evaluate_model(
     )
     print(f"evaluating {name} version {version} ({version_or_alias}) from {folder}")
     params = load_params(params_file, {"paths.reports_dir": str(reports)})
-    with workspace_lock():  # the test split must not change under the evaluation
-        metrics = run_evaluate(params, candidate=folder)
+    metrics = run_evaluate(params, candidate=folder)
     create_markdown_artifact(
         f"# {name} version {version} ({version_or_alias})\n\n{summary_markdown(metrics)}",
         key="evaluate-model",

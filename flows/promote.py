@@ -26,9 +26,9 @@ def promote(
         None, description="Pause for a reviewer when the gate passes (default: params.yaml)."
     ),
 ) -> dict[str, Any]:
-    """The metric gate on `version` (reports/metrics.json: the last evaluation, so run this
-    after `retrain` / `sftops evaluate` produced that version); with approval required and a
-    passing gate the run pauses with an Approval form until someone resumes it in the UI."""
+    """The metric gate on `version`, from the evaluation recorded with that version in the
+    registry (never a report on disk); with approval required and a passing gate the run pauses
+    with an Approval form until someone resumes it in the UI."""
     from sftops import registry
     from sftops.release import decide, run_promote
 
@@ -38,7 +38,7 @@ def promote(
     needs_approval = (
         params.promote.require_approval if require_approval is None else require_approval
     )
-    decision = decide(params)
+    decision = decide(params, version)
     print(decision.summary())
     if not (needs_approval and decision.promote):
         out = run_promote(params, version)

@@ -7,14 +7,13 @@ from typing import Any
 from prefect import flow
 from pydantic import Field
 
-from flows.data_refresh import data_refresh
+from flows.data_refresh import data_stages
 from flows.promote import promote
 from sftops.config import load_params
-from sftops.pipeline import workspace_lock
-from sftops.versioning import is_dvc_project
-from tasks.evaluate import evaluate
+from tasks.evaluate import champion_comparison, evaluate
 from tasks.release import push_versions, register
 from tasks.train import train
+from tasks.workspace import close_workspace, open_workspace, record_experiment
 
 
 def ui_overrides(**fields: Any) -> dict[str, Any]:
@@ -36,11 +35,12 @@ def retrain(
     overrides: dict[str, Any] | None = Field(
         None, description='Any other params.yaml value, e.g. {"clean.max_chars": 4000}.'
     ),
-) -> dict[str, dict[str, Any]]:
-    """Data stages, training on the (augmented) train split, evaluation on the test split,
-    registration in MLflow (alias challenger) and the metric-gated promotion (alias champion).
-    Empty fields keep params.yaml's values; the values used are recorded in params.yaml (DVC)
-    and in the MLflow run."""
+) -> dict[str, Any]:
+    """Data stages, training, evaluation (base vs candidate), the comparison with the current
+    champion, registration in MLflow (alias challenger, with its evaluation) and the gated
+    promotion (alias champion). The run executes in its own workspace (a git worktree at the
+    checkout's commit): overrides apply there only, and the run is saved as a DVC experiment
+    named after this flow run. Empty fields keep params.yaml's values."""
     overrides = {
         **(overrides or {}),
         **ui_overrides(
@@ -52,22 +52,28 @@ def retrain(
             }
         ),
     }
-    with workspace_lock():
-        summaries = data_refresh(params_file, overrides, lock=False)
-        params = load_params(params_file, None if is_dvc_project() else overrides)
-        summaries["train"] = train(params)
-        summaries["evaluate"] = evaluate(params)
-        if is_dvc_project():
-            push_versions()
-        unchanged = summaries["train"].get("skipped") and summaries["evaluate"].get("skipped")
-        if unchanged:
-            print("model and evaluation unchanged since the last run: nothing new to register")
-        elif params.register_.enabled:
-            summaries["register"] = register(params)
-            # the promote flow as a subflow: it pauses for a reviewer when
-            # promote.require_approval is set and the gate passes
-            summaries["promote"] = promote(summaries["register"]["version"], params_file)
-    return summaries
+    ws = open_workspace(overrides)
+    try:
+        params = load_params(ws.root / params_file, None if ws.isolated else overrides)
+        summaries: dict[str, Any] = data_stages(params, ws.root)
+        summaries["train"] = train(params, ws.root)
+        summaries["evaluate"] = evaluate(params, ws.root)
+        evaluation = champion_comparison(params, ws.root)
+        lineage: dict[str, str] = {}
+        if ws.isolated:
+            lineage = record_experiment(ws)
+            summaries["experiment"] = lineage
+            push_versions(ws.root)
+        if params.register_.enabled:
+            registered = register(params, ws.root, evaluation, lineage)
+            summaries["register"] = registered
+            if registered["already_registered"]:
+                print(f"model unchanged: already version {registered['version']}, not gated again")
+            else:
+                summaries["promote"] = promote(registered["version"], str(ws.root / params_file))
+        return summaries
+    finally:
+        close_workspace(ws)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sftops.errors import SftopsError
-from sftops.pipeline import DATA_STAGES, STAGES, execute_stage, prepare_run, stage_function
+from sftops.pipeline import DATA_STAGES, STAGES, stage_function
 
 app = typer.Typer(
     help="sftops: instruction-tuning pipeline "
@@ -224,20 +224,32 @@ def rollback(
 
 @app.command()
 def reproduce(
-    run_id: Annotated[str, typer.Argument(help="MLflow run id of a pipeline run.")],
+    ref: Annotated[
+        str, typer.Argument(help="DVC experiment name, or the MLflow run id of a pipeline run.")
+    ],
 ) -> None:
-    """Restore the data and model of an MLflow pipeline run: its commit's dvc.lock, dvc.yaml
-    and params.yaml, then the DVC outputs from the cache or the remote. Check out the same
-    commit for the code (printed) to re-run it exactly."""
+    """Bring a run back into this checkout: `dvc exp apply` of its DVC experiment (params,
+    dvc.lock, reports and model from the cache). Runs logged before experiments existed: their
+    commit's dvc.lock, dvc.yaml and params.yaml, then their outputs from the cache or remote."""
     _setup_logging()
     try:
-        from sftops.registry import run_lineage
-        from sftops.versioning import restore_run
+        from sftops.versioning import apply_experiment, experiment_exists, restore_run
 
-        lineage = run_lineage(run_id)
+        if experiment_exists(ref):
+            apply_experiment(ref)
+            typer.echo(f"applied DVC experiment {ref}: its params, dvc.lock and outputs are here")
+            return
+        from sftops.registry import run_lineage
+
+        lineage = run_lineage(ref)
+        experiment = lineage.get("dvc.experiment")
+        if experiment and experiment_exists(experiment):
+            apply_experiment(experiment)
+            typer.echo(f"applied DVC experiment {experiment} of MLflow run {ref}")
+            return
         commit = lineage.get("git.commit", "unknown")
         if commit == "unknown":
-            raise SftopsError(f"run {run_id} has no git commit in its lineage")
+            raise SftopsError(f"run {ref} has neither a DVC experiment nor a git commit")
         targets = [
             lineage[k]
             for k in ("dvc.train_data", "dvc.test_data", "dvc.model")
@@ -247,7 +259,7 @@ def reproduce(
     except SftopsError as err:
         _fail(err)
         return
-    typer.echo(f"restored {len(restored)} DVC outputs of run {run_id} (commit {commit[:12]})")
+    typer.echo(f"restored {len(restored)} DVC outputs of run {ref} (commit {commit[:12]})")
     for name in restored:
         typer.echo(f"  {name}")
     typer.echo(f"code of that run: git checkout {commit}")
@@ -283,7 +295,8 @@ ModelOption = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model folder, built-in name or models:/<name>@champion (default: paths.model_dir).",
+        help="Model folder, built-in name or models:/<name>@<alias> (default: the registry's "
+        "champion; the local paths.model_dir only when there is none).",
     ),
 ]
 
@@ -305,10 +318,15 @@ def serve_command(
     the champion alias moves."""
     _setup_logging()
     try:
-        from sftops.serving import model_source, serve
+        from sftops.serving import default_source, serve
 
         loaded = _load(params, set_)
-        source = model_source(model or loaded.paths.model_dir, loaded.paths.cache_dir)
+        source = default_source(
+            model,
+            loaded.register_.model_name,
+            loaded.paths.model_dir,
+            loaded.paths.cache_dir,
+        )
         serve(source, host, port, poll_seconds, params=loaded.evaluate.generation)
     except SftopsError as err:
         _fail(err)
@@ -326,10 +344,15 @@ def chat_command(
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
     try:
-        from sftops.serving import chat_repl, model_source
+        from sftops.serving import chat_repl, default_source
 
         loaded = _load(params, set_)
-        source = model_source(model or loaded.paths.model_dir, loaded.paths.cache_dir)
+        source = default_source(
+            model,
+            loaded.register_.model_name,
+            loaded.paths.model_dir,
+            loaded.paths.cache_dir,
+        )
         chat_repl(source, loaded.evaluate.generation, system=system)
     except SftopsError as err:
         _fail(err)
@@ -344,9 +367,10 @@ def run(
     ] = True,
     train: Annotated[bool, typer.Option(help="Include the model stages (train, evaluate).")] = True,
 ) -> None:
-    """Run every stage in order, through Prefect by default. In a DVC project each stage runs
-    via `dvc repro <stage>`, so unchanged stages are skipped and dvc.lock records the hashes;
-    --set overrides are then written to params.yaml (as `dvc exp run -S` does)."""
+    """Run every stage in order, through Prefect by default, in the run's own workspace (a git
+    worktree of this checkout): --set overrides apply there only, each stage runs via
+    `dvc repro` (unchanged stages come from the DVC cache) and the run is saved as a DVC
+    experiment (`dvc exp show`, `dvc exp apply <name>`). This checkout is not modified."""
     if not prefect:
         _setup_logging()  # under Prefect, its own handler shows the sftops logs
     try:
@@ -361,14 +385,42 @@ def run(
 
                 summaries = data_refresh(params_file=str(params), overrides=overrides)
         else:
-            loaded = prepare_run(str(params), overrides)
-            stages = STAGES if train else DATA_STAGES
-            summaries = {name: execute_stage(name, loaded) for name in stages}
+            summaries = _run_without_prefect(params, overrides, STAGES if train else DATA_STAGES)
         loaded = _load(params, set_)
     except SftopsError as err:
         _fail(err)
         return
     _print_run_summary(summaries, loaded)
+
+
+def _run_without_prefect(
+    params_file: Path, overrides: dict[str, Any], stages: tuple[str, ...]
+) -> dict[str, Any]:
+    from sftops.config import load_params
+    from sftops.pipeline import execute_stage
+    from sftops.workspace import (
+        create_workspace,
+        in_place,
+        is_versioned_project,
+        remove_workspace,
+        save_experiment,
+    )
+
+    isolated = is_versioned_project()
+    ws = (
+        create_workspace(f"run-{time.strftime('%Y%m%d-%H%M%S')}", overrides)
+        if isolated
+        else in_place()
+    )
+    try:
+        params = load_params(ws.root / params_file, None if isolated else overrides)
+        summaries: dict[str, Any] = {name: execute_stage(name, params, ws.root) for name in stages}
+        if isolated:
+            rev = save_experiment(ws)
+            summaries["experiment"] = {"dvc.experiment": ws.name, "dvc.experiment_rev": rev}
+        return summaries
+    finally:
+        remove_workspace(ws)
 
 
 def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
@@ -423,15 +475,26 @@ def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> Non
         p = summaries["promote"]
         verdict = "champion" if p["promoted"] else "not promoted (see reasons on the version)"
         table.add_row("register", "-", f"{p['model_name']} v{p['version']}: {verdict}", "-")
+    elif summaries.get("register", {}).get("already_registered"):
+        r = summaries["register"]
+        table.add_row("register", "-", f"unchanged: already {r['model_name']} v{r['version']}", "-")
     console = Console()
     console.print(table)
     if "evaluate" in summaries:
         console.print(_metrics_table(summaries["evaluate"]))
-    console.print(
-        f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
-        f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
-    )
-    if "register" in summaries:
+    experiment = summaries.get("experiment", {}).get("dvc.experiment")
+    if experiment:
+        console.print(
+            f"DVC experiment {experiment}: `dvc exp show` lists it; `dvc exp apply {experiment}` "
+            f"puts its params, reports ({params.paths.reports_dir}/), quarantine and model "
+            "into this checkout"
+        )
+    else:
+        console.print(
+            f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
+            f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
+        )
+    if summaries.get("register", {}).get("run_id"):
         reg, promoted = summaries["register"], summaries.get("promote", {})
         aliases = "challenger" + (", champion" if promoted.get("promoted") else "")
         console.print(

@@ -6,6 +6,7 @@ field descriptions double as CLI help and the Prefect UI form.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -13,10 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sftops.errors import ConfigError
-from sftops.promotion import GateConfig
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
-SourceFormat = Literal["auto", "alpaca_json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"]
+SourceFormat = Literal[
+    "auto", "alpaca_json", "json", "jsonl", "sharegpt", "csv", "parquet", "hf_dataset"
+]
 SplitName = Literal["train", "validation", "test"]
 PromptField = Literal["instruction", "input"]
 PiiKind = Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]
@@ -75,6 +77,27 @@ class SourceParams(Section):
         default_factory=dict,
         description="Map canonical field -> column in this source, e.g. {instruction: prompt}.",
     )
+    encoding: str = Field(
+        "auto",
+        description="Text encoding (a Python codec name such as utf-8, gb18030, latin-1); auto: "
+        "byte-order mark, else UTF-8, else detected (charset-normalizer). Reported per source.",
+    )
+    field: str | None = Field(
+        None,
+        description="JSON file whose top level is an object: the key (dotted for nested, e.g. "
+        "data.rows) holding the list of records.",
+    )
+
+    @model_validator(mode="after")
+    def _known_encoding(self) -> SourceParams:
+        if self.encoding != "auto":
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding {self.encoding!r}") from None
+        return self
 
 
 class IngestParams(Section):
@@ -307,9 +330,6 @@ class EvaluateParams(Section):
     generation: GenerationParams = Field(default_factory=GenerationParams)
     max_rows: int | None = Field(None, ge=1, description="Evaluate at most this many test rows.")
     compare_base: bool = Field(True, description="Also evaluate the base model.")
-    champion_model: str | None = Field(
-        None, description="A model folder to compare against (the registry fills this in)."
-    )
     bootstrap_resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples.")
     human_eval_rows: int = Field(30, ge=0, description="Rows in the human-evaluation sheet.")
     engine: Literal["hf", "vllm"] = Field(
@@ -359,6 +379,53 @@ class RegisterParams(Section):
     )
 
 
+class GateConfig(BaseModel):
+    """Promotion rules, read by the pure gate ``sftops.promotion.should_promote``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    primary_metric: str = Field(
+        "token_f1", description="Headline metric; it must improve (threshold 0 unless listed)."
+    )
+    min_improvement: dict[str, float] = Field(
+        default_factory=lambda: {"token_f1": 0.0},
+        description="Metric -> minimum improvement over the reference (strictly greater).",
+    )
+    max_regression: dict[str, float] = Field(
+        default_factory=lambda: {"exact_match": 0.02, "accuracy": 0.02},
+        description="Guard metric -> largest allowed drop versus the reference.",
+    )
+    require_significant: bool = Field(
+        True,
+        description="Improvements also need the paired-bootstrap 95% CI of the difference > 0.",
+    )
+    require_same_test_set: bool = Field(
+        True, description="Refuse to compare metrics computed on different test sets."
+    )
+    lower_is_better: list[str] = Field(
+        default_factory=lambda: ["perplexity", "reference_nll"],
+        description="Metrics where smaller values are better.",
+    )
+    skip_missing_guards: bool = Field(
+        False,
+        description="A guard metric absent from *both* models (e.g. accuracy on a test set "
+        "without labelled rows) is skipped instead of blocking the promotion.",
+    )
+
+    @model_validator(mode="after")
+    def _primary_is_a_rule(self) -> GateConfig:
+        if self.primary_metric not in self.min_improvement:
+            # Assignment validation would recurse; update the dict in place.
+            self.min_improvement[self.primary_metric] = 0.0
+        for metric, value in [*self.min_improvement.items(), *self.max_regression.items()]:
+            if not math.isfinite(value):
+                raise ValueError(f"threshold for {metric} must be a finite number")
+        for metric, value in self.max_regression.items():
+            if value < 0:
+                raise ValueError(f"max_regression.{metric} must be ≥ 0")
+        return self
+
+
 class PromoteParams(GateConfig):
     """The promotion gate (see sftops.promotion) plus how the flow applies it."""
 
@@ -395,6 +462,16 @@ class Params(Section):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    def rooted(self, root: str | Path) -> Params:
+        """The same params with every ``paths`` entry under ``root`` (a run's workspace), for
+        code that reads a workspace without changing the process's current folder.
+
+        >>> Params().rooted("/ws").paths.model_dir
+        '/ws/models/sft'
+        """
+        moved = {k: str(Path(root) / v) for k, v in self.paths.model_dump().items()}
+        return self.model_copy(update={"paths": PathsParams(**moved)})
 
 
 def _describe(error: dict[str, Any]) -> str:

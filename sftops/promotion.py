@@ -28,54 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-
-class GateConfig(BaseModel):
-    """Promotion rules (to become ``PromoteParams`` fields in ``sftops.config``)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    primary_metric: str = Field(
-        "token_f1", description="Headline metric; it must improve (threshold 0 unless listed)."
-    )
-    min_improvement: dict[str, float] = Field(
-        default_factory=lambda: {"token_f1": 0.0},
-        description="Metric -> minimum improvement over the reference (strictly greater).",
-    )
-    max_regression: dict[str, float] = Field(
-        default_factory=lambda: {"exact_match": 0.02, "accuracy": 0.02},
-        description="Guard metric -> largest allowed drop versus the reference.",
-    )
-    require_significant: bool = Field(
-        True,
-        description="Improvements also need the paired-bootstrap 95% CI of the difference > 0.",
-    )
-    require_same_test_set: bool = Field(
-        True, description="Refuse to compare metrics computed on different test sets."
-    )
-    lower_is_better: list[str] = Field(
-        default_factory=lambda: ["perplexity", "reference_nll"],
-        description="Metrics where smaller values are better.",
-    )
-    skip_missing_guards: bool = Field(
-        False,
-        description="A guard metric absent from *both* models (e.g. accuracy on a test set "
-        "without labelled rows) is skipped instead of blocking the promotion.",
-    )
-
-    @model_validator(mode="after")
-    def _primary_is_a_rule(self) -> GateConfig:
-        if self.primary_metric not in self.min_improvement:
-            # Assignment validation would recurse; update the dict in place.
-            self.min_improvement[self.primary_metric] = 0.0
-        for metric, value in [*self.min_improvement.items(), *self.max_regression.items()]:
-            if not math.isfinite(value):
-                raise ValueError(f"threshold for {metric} must be a finite number")
-        for metric, value in self.max_regression.items():
-            if value < 0:
-                raise ValueError(f"max_regression.{metric} must be ≥ 0")
-        return self
+from sftops.config import GateConfig
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ MAX_DESCRIPTION = 5000  # model version description column
 PARAMS_PER_BATCH = 100
 METRICS_PER_BATCH = 1000
 HEALTH_TIMEOUT_S = 3.0
+EVALUATION_ARTIFACT = "eval/metrics.json"  # the version's own evaluation, in its run
+EVALUATION_HASH_TAG = "evaluation.sha256"
 
 _reachable: set[str] = set()
 
@@ -81,11 +83,19 @@ _reachable: set[str] = set()
 
 
 def tracking_uri(root: Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs root>/mlflow.db``."""
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<project root>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if env:
         return env
-    return f"sqlite:///{(Path(root or Path.cwd()).resolve() / LOCAL_DB).as_posix()}"
+    return f"sqlite:///{(store_root(root) / LOCAL_DB).as_posix()}"
+
+
+def store_root(root: Path | None = None) -> Path:
+    """Where the local store lives: the main checkout, also for a run's workspace (a worktree
+    of it), so that every run of a project shares one registry."""
+    from sftops.workspace import project_root
+
+    return project_root(root or Path.cwd())
 
 
 def artifact_location(uri: str) -> str | None:
@@ -458,7 +468,7 @@ def log_pipeline_run(
         if missing:
             log.warning("artifacts not found, not logged: %s", ", ".join(missing))
             client.log_batch(run_id, tags=[RunTag("artifacts.missing", _tag_value(missing))])
-        client.log_dict(run_id, metrics, "eval/metrics.json")
+        client.log_dict(run_id, metrics, EVALUATION_ARTIFACT)
         client.log_dict(run_id, train_report, "eval/train_report.json")
     except BaseException:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
@@ -599,6 +609,62 @@ def _candidate_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def evaluation_sha256(evaluation: dict[str, Any]) -> str:
+    """Hash of an evaluation report as JSON with sorted keys (what the version is tagged with).
+
+    >>> evaluation_sha256({"b": 1, "a": 2}) == evaluation_sha256({"a": 2, "b": 1})
+    True
+    """
+    text = json.dumps(evaluation, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_version_evaluation(
+    name: str, version: str | int, *, root: Path | None = None
+) -> dict[str, Any]:
+    """The evaluation registered with ``name`` version ``version`` (its run's
+    :data:`EVALUATION_ARTIFACT`, checked against the version's :data:`EVALUATION_HASH_TAG`).
+    One-line :class:`SftopsError` when the version has none or it does not match."""
+    client = _client(root)
+    mv = _get_version(client, name, version)
+    expected = mv.tags.get(EVALUATION_HASH_TAG)
+    if not expected or not mv.run_id:
+        raise SftopsError(
+            f"model {name} version {mv.version} has no recorded evaluation (registered without "
+            "one): evaluate it (flow evaluate_model) and register it again"
+        )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(mv.run_id, EVALUATION_ARTIFACT, tmp)
+            evaluation: dict[str, Any] = json.loads(Path(local).read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise SftopsError(
+            f"model {name} version {mv.version}: evaluation artifact {EVALUATION_ARTIFACT} of run "
+            f"{mv.run_id} unreadable ({_one_line(exc)})"
+        ) from None
+    if evaluation_sha256(evaluation) != expected:
+        raise SftopsError(
+            f"model {name} version {mv.version}: evaluation artifact does not match the hash "
+            "recorded at registration"
+        )
+    return evaluation
+
+
+def find_version(name: str, model_sha256: str, *, root: Path | None = None) -> str | None:
+    """The version of ``name`` registered with exactly these weights, if any."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(root)
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if mv.tags.get("model.sha256") == model_sha256:
+            return str(mv.version)
+    return None
+
+
 def register_model(
     run_id: str,
     model_dir: Path,
@@ -632,6 +698,7 @@ def register_model(
         run = client.get_run(run_id)
     except Exception as exc:
         raise SftopsError(f"no MLflow run {run_id} ({_one_line(exc)})") from exc
+    recorded = metrics is not None
     if metrics is None:
         metrics = {
             "models": {
@@ -668,6 +735,11 @@ def register_model(
     tags["model.sha256"] = folder_sha256(model_dir)
     tags["lineage.complete"] = str(not missing).lower()
     tags["metrics"] = _tag_value(summary)
+    if recorded:  # the report logged as the run's EVALUATION_ARTIFACT by log_pipeline_run
+        tags[EVALUATION_HASH_TAG] = evaluation_sha256(metrics)
+        reference = metrics.get("reference") or {}
+        if reference.get("id"):
+            tags["evaluation.reference"] = str(reference["id"])
     for key, value in summary.items():
         if key not in ("test_set", "test_rows"):
             tags[_key(f"metric.{key}")] = f"{float(value):.6g}"
@@ -753,6 +825,34 @@ def promote(
     is pushed on the model tag ``previous_champion`` (JSON list) and tagged ``superseded_by``.
     A version that does not exist: ``SftopsError("model X has no version N")``.
     """
+    with alias_lock(root):
+        return _promote(name, version, decision, reason, approved_by, root)
+
+
+@contextmanager
+def alias_lock(root: Path | None = None) -> Iterator[None]:
+    """Alias moves are the one shared mutable thing of concurrent runs: one at a time (an flock
+    in the project's `.sftops/`; with a shared server, runs on other machines are not covered)."""
+    import fcntl
+
+    folder = store_root(root) / ".sftops"
+    folder.mkdir(exist_ok=True)
+    with (folder / "registry.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _promote(
+    name: str,
+    version: str | int,
+    decision: Decision,
+    reason: str,
+    approved_by: str | None,
+    root: Path | None,
+) -> bool:
     client = _client(root)
     mv = _get_version(client, name, version)
     at = _now()
@@ -790,6 +890,11 @@ def rollback(name: str, reason: str, *, root: Path | None = None) -> str:
     """Move alias ``champion`` back to the previous champion (popped from the model tag
     ``previous_champion``); returns that version. Both versions get ``rollback.*`` tags and a
     description line. No previous champion: ``SftopsError`` (one line)."""
+    with alias_lock(root):
+        return _rollback(name, reason, root)
+
+
+def _rollback(name: str, reason: str, root: Path | None) -> str:
     client = _client(root)
     stack = _stack(client, name)
     if not stack:
@@ -983,9 +1088,11 @@ def download_version(name: str, version: str, dst: Path, root: Path | None = Non
         found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/config.json"))
         if not found:
             raise SftopsError(f"{name} version {version} holds no model folder")
-        if dst.exists():
-            shutil.rmtree(dst)
-        found[0].rename(dst)
+        try:
+            found[0].rename(dst)
+        except OSError:
+            if not (dst / "config.json").exists():  # else a concurrent run put it there first
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 import pandas as pd
 import pandera.pandas as pa
@@ -24,6 +25,57 @@ def _is_history(value: str) -> bool:
     )
 
 
+_TOOL_ROLES = {"tool_call", "observation"}
+
+
+def _is_tools(value: str) -> bool:
+    """``tools``: a JSON list of tool definitions (objects)."""
+    try:
+        tools = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
+
+
+def _is_tool_message(message: object) -> bool:
+    if not isinstance(message, dict) or message.get("role") not in _TOOL_ROLES:
+        return False
+    if not isinstance(message.get("content"), str):
+        return False
+    if message["role"] == "observation":
+        return True
+    calls = message.get("calls")
+    return (
+        isinstance(calls, list)
+        and bool(calls)
+        and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls)
+    )
+
+
+def _is_tool_turns(value: str) -> bool:
+    """``tool_turns``: ``[{"turn": k, "messages": [tool_call, observation, ...]}, ...]``.
+
+    >>> _is_tool_turns('[{"turn": 0, "messages": [{"role": "tool_call", "content": "", '
+    ...                '"calls": [{"name": "f", "arguments": {}}]}], "output_is_tool_call": true}]')
+    True
+    >>> _is_tool_turns('[{"turn": 0, "messages": [{"role": "user", "content": "x"}]}]')
+    False
+    """
+    try:
+        turns = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return isinstance(turns, list) and all(
+        isinstance(t, dict)
+        and isinstance(t.get("turn"), int)
+        and t["turn"] >= 0
+        and isinstance(t.get("messages"), list)
+        and bool(t["messages"])
+        and all(_is_tool_message(m) for m in t["messages"])
+        for t in turns
+    )
+
+
 class CanonicalRows(pa.DataFrameModel):
     """The table written by ingest: one row per instruction example, any source."""
 
@@ -37,14 +89,46 @@ class CanonicalRows(pa.DataFrameModel):
     input: Series[str]
     output: Series[str]
     label: Series[str] = pa.Field(nullable=True)
+    # Optional so tables written before tool calling was carried still validate.
+    tools: Optional[Series[str]]  # noqa: UP045 - pandera reads Optional[...] from the annotation
+    tool_turns: Optional[Series[str]]  # noqa: UP045
 
     @pa.check("history", element_wise=True)
     def history_is_list_of_turn_pairs(cls, value: str) -> bool:
         return value == "[]" or _is_history(value)
 
+    @pa.check("tools", element_wise=True)
+    def tools_is_list_of_definitions(cls, value: str) -> bool:
+        return value == "[]" or _is_tools(value)
+
+    @pa.check("tool_turns", element_wise=True)
+    def tool_turns_are_tool_messages(cls, value: str) -> bool:
+        return value == "[]" or _is_tool_turns(value)
+
+    @pa.dataframe_check
+    def tool_turns_point_at_a_turn(cls, df: pd.DataFrame) -> pd.Series:  # type: ignore[misc]
+        """Each tool segment precedes an existing assistant turn (0 .. len(history))."""
+        if "tool_turns" not in df:
+            return pd.Series(True, index=df.index)
+        return pd.Series(
+            [
+                turns == "[]" or _turns_in_range(turns, history)
+                for turns, history in zip(df["tool_turns"], df["history"], strict=True)
+            ],
+            index=df.index,
+        )
+
     class Config:
         strict = True
         coerce = True
+
+
+def _turns_in_range(tool_turns: str, history: str) -> bool:
+    try:
+        turns, pairs = json.loads(tool_turns), json.loads(history)
+        return all(0 <= t["turn"] <= len(pairs) for t in turns)
+    except (TypeError, ValueError, KeyError, RecursionError):
+        return False  # reported by the element-wise checks
 
 
 class CleanedRows(CanonicalRows):
@@ -104,10 +188,14 @@ def failing_rows(
         by_row: dict[int, list[str]] = {}
         table_level: list[str] = []
         for case in cases.itertuples():
-            check = f"{case.column}:{case.check}"
+            # A dataframe-level check fails once per column of the row: name it once.
+            table_check = case.schema_context == "DataFrameSchema" and not pd.isna(case.index)
+            check = str(case.check) if table_check else f"{case.column}:{case.check}"
             if pd.isna(case.index):
                 table_level.append(f"{check} ({case.failure_case})")
             else:
-                by_row.setdefault(int(case.index), []).append(check)
+                checks = by_row.setdefault(int(case.index), [])
+                if check not in checks:
+                    checks.append(check)
         return by_row, table_level
     return {}, []

@@ -187,9 +187,10 @@ class LocalFolderSource:
 
     path: str | Path
     cache_dir: str | Path = DEFAULT_CACHE_DIR
+    note: str = ""  # why this folder is served, shown on /health
 
     def describe(self) -> str:
-        return str(self.path)
+        return f"{self.path} ({self.note})" if self.note else str(self.path)
 
     def _folder(self) -> Path:
         from sftops.modeling.models import resolve_model_path
@@ -271,6 +272,27 @@ def model_source(spec: str | Path, cache_dir: str | Path = DEFAULT_CACHE_DIR) ->
             )
         return RegistryAliasSource(match["name"], match["alias"], cache_dir)
     return LocalFolderSource(text, cache_dir)
+
+
+def default_source(
+    model: str | None, name: str, model_dir: str | Path, cache_dir: str | Path
+) -> ModelSource:
+    """What `sftops serve` / `chat` serve: ``model`` when given; else the registry's
+    ``champion`` of ``name``; else (no registry or no champion yet) the local ``model_dir``,
+    flagged as such on /health, never silently an unpromoted run's output."""
+    if model:
+        return model_source(model, cache_dir)
+    from sftops import registry
+
+    try:
+        champion = registry.champion_version(name)
+    except SftopsError as err:  # a tracking server that does not answer
+        log.warning("registry unavailable (%s)", err)
+        champion = None
+    if champion is not None:
+        return RegistryAliasSource(name, registry.CHAMPION, cache_dir)
+    log.warning("no %s@champion in the registry: serving the local folder %s", name, model_dir)
+    return LocalFolderSource(model_dir, cache_dir, note="local folder: no registry champion")
 
 
 # ----------------------------------------------------------------------------- engine

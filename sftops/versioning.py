@@ -11,14 +11,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sftops.config import Params, apply_overrides
+from sftops.config import Params
 from sftops.errors import SftopsError
 
 # The JSON file each stage writes whose content is the stage's summary.
@@ -38,56 +34,62 @@ def is_dvc_project(root: str | Path = ".") -> bool:
     return (root / "dvc.yaml").exists() and (root / ".dvc").is_dir()
 
 
-@contextmanager
-def _tools_on_path() -> Iterator[None]:
-    """DVC runs stage commands (`sftops <stage>`) through the shell: make this interpreter's
-    scripts folder come first on PATH, whether or not the caller activated the venv."""
-    before = os.environ.get("PATH", "")
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{before}"
+def dvc_command(*args: str) -> list[str]:
+    """`dvc <args>` with this interpreter's DVC (no reliance on PATH)."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def stage_env(root: str | Path) -> dict[str, str]:
+    """Environment of a stage command: the workspace's own code first on the import path (a
+    run executes the code of its workspace, not of the checkout the venv was installed from),
+    this interpreter's scripts first on PATH (DVC runs `sftops <stage>` through the shell)."""
+    root = str(Path(root).resolve())
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        **os.environ,
+        "PYTHONPATH": root + (os.pathsep + path if path else ""),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+    }
+
+
+def reproduce(stage: str, root: str | Path = ".", timeout: float | None = None) -> bool:
+    """`dvc repro --single-item <stage>` in ``root``, as a process group that is stopped with
+    the run (cancel, Ctrl-C, timeout). Returns whether the stage ran (False: DVC found it
+    unchanged)."""
+    from sftops.processes import run_in_group
+
+    root = Path(root)
+    before = _stage_lock(root, stage)
+    run_in_group(
+        dvc_command("repro", "--single-item", stage),
+        cwd=root,
+        env=stage_env(root),
+        timeout=timeout,
+        what=f"stage {stage} (dvc repro)",
+    )
+    return _stage_lock(root, stage) != before or before is None
+
+
+def _stage_lock(root: Path, stage: str) -> str | None:
+    """The stage's entry in dvc.lock as text (changes exactly when the stage ran)."""
+    import yaml
+
     try:
-        yield
-    finally:
-        os.environ["PATH"] = before
+        lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    entry = lock.get("stages", {}).get(stage)
+    return None if entry is None else json.dumps(entry, sort_keys=True)
 
 
-def reproduce(stage: str, root: str | Path = ".") -> bool:
-    """`dvc repro --single-item <stage>`: run the stage only if its deps, params or outs changed.
-    Returns whether it ran."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    with _tools_on_path(), Repo(str(root)) as repo:
-        try:
-            ran = repo.reproduce(targets=[stage], single_item=True)
-        except DvcException as err:
-            raise SftopsError(f"dvc repro {stage} failed: {err}") from None
-    return bool(ran)
-
-
-def stage_summary(stage: str, params: Params) -> dict[str, Any]:
-    path = Path(params.paths.reports_dir) / STAGE_SUMMARY[stage]
+def stage_summary(stage: str, params: Params, root: str | Path = ".") -> dict[str, Any]:
+    path = Path(root) / params.paths.reports_dir / STAGE_SUMMARY[stage]
     if not path.exists():
         raise SftopsError("stage summary missing after the stage ran", file=path)
     summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     summary.pop("history", None)
     return summary
-
-
-def write_overrides(params_file: str | Path, overrides: dict[str, Any]) -> None:
-    """Record overrides in params.yaml itself (what `dvc exp run -S` does), so DVC sees them
-    and the run can be reproduced from the committed file."""
-    path = Path(params_file)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
-    updated = apply_overrides(raw or {}, overrides)
-    header = (
-        "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
-        if path.exists()
-        else ""
-    )
-    path.write_text(
-        header + yaml.safe_dump(updated, sort_keys=False, allow_unicode=True, width=100),
-        encoding="utf-8",
-    )
 
 
 def push(root: str | Path = ".") -> None:
@@ -152,3 +154,35 @@ def restore_run(commit: str, targets: list[str], root: str | Path = ".") -> list
                 f"dvc could not restore the outputs of {commit[:12]}: {err}"
             ) from None
     return sorted(result.get("added", []) + result.get("modified", []))
+
+
+def experiment_exists(name: str, root: str | Path = ".") -> bool:
+    """A DVC experiment called ``name`` (any baseline) is in the repository's refs."""
+    try:
+        refs = subprocess.run(
+            ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return any(ref.rsplit("/", 1)[-1] == name for ref in refs if ref.count("/") >= 4)
+
+
+def apply_experiment(name: str, root: str | Path = ".") -> None:
+    """`dvc exp apply <name>`: the experiment's params, dvc.lock and outputs (from the cache)
+    into the checkout at ``root``."""
+    done = subprocess.run(
+        dvc_command("exp", "apply", name),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=stage_env(root),
+        timeout=600,
+    )
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise SftopsError(f"dvc exp apply {name} failed: {lines[-1] if lines else '?'}")

@@ -1,7 +1,8 @@
-"""Thin Prefect tasks around the register and promote edges."""
+"""Thin Prefect tasks around the register edge and the DVC/experiment bookkeeping of a run."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -14,8 +15,10 @@ from sftops.versioning import push
 
 
 @task(name="register", retries=2, retry_delay_seconds=10, cache_policy=NONE)
-def register(params: Params) -> dict[str, Any]:
-    out = run_register(params)
+def register(
+    params: Params, root: Path, evaluation: dict[str, Any] | None, tags: dict[str, str]
+) -> dict[str, Any]:
+    out = run_register(params, root, evaluation=evaluation, tags=tags)
     if out["tracking_uri"].startswith("http"):
         create_link_artifact(
             f"{out['tracking_uri']}/#/models/{out['model_name']}",
@@ -26,6 +29,6 @@ def register(params: Params) -> dict[str, Any]:
 
 
 @task(name="dvc-push", retries=2, retry_delay_seconds=10, cache_policy=NONE)
-def push_versions() -> None:
-    """Send the data and model versions recorded in dvc.lock to the DVC remote."""
-    push()
+def push_versions(root: Path) -> None:
+    """Send the data and model versions of the run's dvc.lock to the DVC remote."""
+    push(root)

@@ -31,10 +31,8 @@ from sftops.augment.similarity import (
 from sftops.augment.synonym import SynonymSource, eda_variants
 from sftops.augment.wordnet import load_wordnet
 from sftops.config import AugmentParams, Params
-from sftops.data.clean import full_text
-from sftops.data.dedup import dedup_key
-from sftops.data.ingest import content_hash
 from sftops.io import read_table, write_json, write_table, write_text
+from sftops.rowkeys import content_hash, dedup_key, full_text
 from sftops.schemas import AugmentedRows
 
 log = logging.getLogger("sftops.augment")

@@ -6,6 +6,7 @@ report counts both (rows in = rows kept + rows quarantined).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -24,8 +25,6 @@ import pyarrow.compute as pc
 
 from sftops.config import CleanParams, Params
 from sftops.data.dedup import (
-    dedup_key,
-    dedup_key_of_core,
     first_occurrence_of,
     minhash_of_sets,
     near_duplicate_representatives,
@@ -34,6 +33,7 @@ from sftops.data.langid import detector_languages, fast_languages
 from sftops.data.pii import scrub_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
+from sftops.rowkeys import dedup_key, join_text
 from sftops.text import ascii_alnum_core, ascii_words, has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -199,6 +199,16 @@ def _repetition(tokens: list[str], n: int = 3) -> float:
     return 1 - len(set(grams)) / len(grams)
 
 
+def _key_of_core(core: bytes) -> str:
+    """``rowkeys.dedup_key`` of a text already reduced to its lower-cased letters and digits.
+
+    >>> from sftops.text import ascii_alnum_core
+    >>> _key_of_core(ascii_alnum_core("Hello, World_2!")) == dedup_key("Hello, World_2!")
+    True
+    """
+    return hashlib.blake2b(core, digest_size=8).hexdigest()
+
+
 def _may_repeat(n_tokens: int, n_distinct_bigrams: int, limit: float) -> bool:
     """False when the trigram repetition of a text cannot exceed ``limit``: a trigram that
     repeats an earlier one starts with a bigram that does, so the repeated trigrams are at most
@@ -241,10 +251,6 @@ def to_simplified(text: str) -> str:
     return str(_t2s().convert(text))
 
 
-def _history_texts(history: str) -> list[str]:
-    return [turn for pair in json.loads(history) for turn in pair]
-
-
 def _map_history(history: str, edit: Any) -> str:
     if history == "[]":
         return history
@@ -252,20 +258,9 @@ def _map_history(history: str, edit: Any) -> str:
     return json.dumps([[edit(u), edit(a)] for u, a in pairs], ensure_ascii=False)
 
 
-def full_text(row: dict[str, Any] | pd.Series) -> str:
-    """All the text of a row (system, earlier turns, instruction, input, output)."""
-    parts = (row["system"], row["history"], row["instruction"], row["input"], row["output"])
-    return _join_text(*parts)
-
-
-def _join_text(system: str, history: str, instruction: str, input_: str, output: str) -> str:
-    turns = " ".join(_history_texts(history)) if history != "[]" else ""
-    return " ".join(part for part in (system, turns, instruction, input_, output) if part)
-
-
 def _full_texts(columns: dict[str, list[str]]) -> list[str]:
     return [
-        _join_text(*row)
+        join_text(*row)
         for row in zip(
             columns["system"],
             columns["history"],
@@ -455,7 +450,7 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
             if not cfg.exact_dedup:
                 key = row_ids[i]
             elif text.isascii():
-                key = dedup_key_of_core(ascii_alnum_core(text))
+                key = _key_of_core(ascii_alnum_core(text))
             else:
                 key = dedup_key(text)
             if nd.enabled and key not in seen:

@@ -6,8 +6,6 @@ numpy over the whole signature matrix, so a million rows cost no Python loop per
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from functools import cache
 from itertools import chain
@@ -17,27 +15,10 @@ from scipy.integrate import quad
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-_NON_WORD_RE = re.compile(r"[\W_]+")
 MINHASH_SEED = 1234
 FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
 SIGNATURE_CHUNK_ROWS = 20_000  # rows per rensa call (bounds its list-of-lists temporaries)
 _EMPTY_SET = frozenset({""})
-
-
-def dedup_key(text: str) -> str:
-    """Hash of the text with case, whitespace and punctuation removed (after NFKC upstream).
-
-    >>> dedup_key("Hello,  World!") == dedup_key("hello world")
-    True
-    >>> dedup_key("你好，世界") == dedup_key("你好世界")
-    True
-    """
-    return dedup_key_of_core(_NON_WORD_RE.sub("", text.lower()).encode())
-
-
-def dedup_key_of_core(core: bytes) -> str:
-    """The key of a text already reduced to its lower-cased word characters (UTF-8)."""
-    return hashlib.blake2b(core, digest_size=8).hexdigest()
 
 
 def first_occurrence_of(keys: Sequence[str]) -> np.ndarray:

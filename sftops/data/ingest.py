@@ -3,17 +3,32 @@
 Canonical columns (all text): ``row_id`` (content hash), ``source``, ``lang`` (script guess; the
 clean stage refines it), ``task``, ``system``, ``history`` (JSON list of earlier
 ``[user, assistant]`` turns, as in LLaMA-Factory's Alpaca format), ``instruction``, ``input``,
-``output`` and ``label`` (classification rows only).
+``output``, ``label`` (classification rows only; booleans and numbers as text: ``true``,
+``4``), ``tools`` (JSON list of tool definitions, ``[]`` without) and ``tool_turns`` (JSON list,
+``[]`` without tool calls: ``{"turn": k, "messages": [...]}`` holds the tool calls and tool
+results that come before the assistant text of turn ``k``, where turn ``len(history)`` is the
+last one; ``"output_is_tool_call": true`` marks a conversation that ends with a call, whose
+``output`` is then the call as JSON text). Tool-call messages are
+``{"role": "tool_call", "content": text, "calls": [{"name": ..., "arguments": ...}]}`` and
+tool results ``{"role": "observation", "content": text}``.
+
+Accepted records: Alpaca-style objects (field aliases, ``columns`` mapping), ShareGPT
+``conversations`` (``from``/``value``; ``function_call`` / ``observation`` turns, ``tools``)
+and OpenAI ``messages`` (``role``/``content``; ``tool_calls`` + ``tool`` messages, legacy
+``function_call`` + ``function``); ``content`` may be a list of parts, whose text parts are
+joined with newlines (any other part quarantines the row: this is text-only SFT).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
-import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +36,22 @@ import pandas as pd
 
 from sftops.config import IngestParams, Params, SourceParams
 from sftops.io import (
+    TEXT_FORMATS,
     RawRecord,
     UnreadableLine,
     detect_format,
+    is_wrapper,
+    line_encoding,
     parse_json_line,
     read_json_lines_raw,
     read_records,
+    resolve_encoding,
     write_json,
     write_jsonl,
     write_table,
     write_text,
 )
+from sftops.rowkeys import content_hash, hash_fraction
 from sftops.text import script_language
 
 CANONICAL_COLUMNS = [
@@ -45,6 +65,8 @@ CANONICAL_COLUMNS = [
     "input",
     "output",
     "label",
+    "tools",
+    "tool_turns",
 ]
 FIELD_ALIASES = {
     "instruction": ("instruction", "prompt", "question", "query"),
@@ -57,30 +79,13 @@ FIELD_ALIASES = {
 USER_ROLES = {"user", "human"}
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode  # = json.dumps(x, ensure_ascii=False)
 ASSISTANT_ROLES = {"assistant", "gpt", "model", "bot"}
+CALL_ROLES = {"function_call", "tool_call", "tool_calls"}
+OBSERVATION_ROLES = {"observation", "tool", "function", "ipython", "tool_response"}
+NO_TOOLS = "[]"
 
 
 class RowRejected(ValueError):
     """A record that cannot become a canonical row; the message is the quarantine reason."""
-
-
-def content_hash(*parts: str) -> str:
-    """Stable 16-hex-digit id of a row's content.
-
-    >>> content_hash("a", "b") == content_hash("a", "b") != content_hash("ab", "")
-    True
-    """
-    digest = hashlib.blake2b(_encode_json(parts).encode(), digest_size=8)
-    return digest.hexdigest()
-
-
-def hash_fraction(row_id: str, salt: str = "") -> float:
-    """Map a row id to [0, 1) deterministically (independent of row order and RNG state).
-
-    >>> 0 <= hash_fraction("00ff00ff00ff00ff") < 1
-    True
-    """
-    digest = hashlib.blake2b(f"{salt}:{row_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def _text(value: Any, name: str, *, required: bool) -> str:
@@ -95,6 +100,19 @@ def _text(value: Any, name: str, *, required: bool) -> str:
     return str(value)  # numbers are common in real data (math answers): keep them as text
 
 
+def label_text(value: Any) -> str | None:
+    """A label as text: KTO-style booleans and ratings are labels too.
+
+    >>> label_text(True), label_text(4), label_text(4.0), label_text(3.5), label_text(None)
+    ('true', '4', '4', '3.5', None)
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _text(value, "label", required=False) or None
+
+
 def _pick(record: dict[str, Any], name: str, columns: dict[str, str]) -> Any:
     if name in columns:
         return record.get(columns[name])
@@ -104,34 +122,191 @@ def _pick(record: dict[str, Any], name: str, columns: dict[str, str]) -> Any:
     return None
 
 
+def content_text(value: Any, where: str, *, required: bool) -> str:
+    r"""A turn's content: text, a number, or a list of content parts (text parts joined).
+
+    >>> parts = [{"type": "text", "text": "a"}, {"type": "text", "value": "b"}]
+    >>> content_text(parts, "turn 0", required=True)
+    'a\nb'
+    """
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, str):
+                texts.append(part)
+                continue
+            if not isinstance(part, dict):
+                raise RowRejected(f"{where}: content part is {type(part).__name__}, not an object")
+            kind = part.get("type", "text")
+            text = part.get("text", part.get("value"))
+            if kind != "text":
+                raise RowRejected(f"{where}: non-text content part '{kind}' (text-only SFT)")
+            if not isinstance(text, str):
+                raise RowRejected(f"{where}: text part without a string 'text' or 'value'")
+            texts.append(text)
+        value = "\n".join(texts)
+        if required and not value:
+            raise RowRejected(f"field '{where}' is missing or null")
+        return value
+    return _text(value, where, required=required)
+
+
+def _json_value(value: Any, what: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        raise RowRejected(f"{what} is not valid JSON") from None
+
+
+def _calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """Tool calls in any of the usual shapes -> ``[{"name": str, "arguments": object}]``."""
+    value = _json_value(value, f"{where}: tool call")
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise RowRejected(f"{where}: empty tool call")
+    calls = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("function"), dict):
+            item = item["function"]  # OpenAI: {"id", "type": "function", "function": {...}}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise RowRejected(f"{where}: a tool call needs a 'name'")
+        arguments = item.get("arguments", item.get("parameters", {}))
+        if isinstance(arguments, str):  # OpenAI sends arguments as a JSON string
+            with contextlib.suppress(ValueError, RecursionError):  # else kept as the string
+                arguments = json.loads(arguments) if arguments.strip() else {}
+        calls.append({"name": item["name"], "arguments": arguments})
+    return calls
+
+
+def _tools(value: Any) -> str:
+    """The ``tools`` field (a list, or a JSON string of one) as canonical JSON text."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return NO_TOOLS
+    value = _json_value(value, "field 'tools'")
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise RowRejected("field 'tools' must be a list of tool definitions")
+    tools = [
+        t if "function" in t or "name" not in t else {"type": "function", "function": t}
+        for t in value
+    ]
+    return _encode_json(tools) if tools else NO_TOOLS
+
+
+def _message(turn: Any, number: int, key: str) -> dict[str, Any]:
+    """One turn -> a message with role system / user / assistant / tool_call / observation."""
+    where = f"turn {number} of '{key}'"
+    if not isinstance(turn, dict):
+        raise RowRejected(f"{where} is not an object")
+    raw_role = turn.get("role", turn.get("from", ""))
+    role = raw_role.lower() if isinstance(raw_role, str) else str(raw_role)
+    content = turn.get("content", turn.get("value"))
+    message: dict[str, Any]
+    if role == "system":
+        message = {"role": "system", "content": content_text(content, where, required=False)}
+    elif role in USER_ROLES:
+        message = {"role": "user", "content": content_text(content, where, required=True)}
+    elif role in ASSISTANT_ROLES:
+        calls = turn.get("tool_calls") or turn.get("function_call")
+        if calls:
+            text = content_text(content, where, required=False)
+            message = {"role": "tool_call", "content": text, "calls": _calls(calls, where)}
+        else:
+            message = {"role": "assistant", "content": content_text(content, where, required=True)}
+    elif role in CALL_ROLES:
+        message = {"role": "tool_call", "content": "", "calls": _calls(content, where)}
+    elif role in OBSERVATION_ROLES:
+        if isinstance(content, dict):  # a structured tool result
+            content = _encode_json(content)
+        message = {"role": "observation", "content": content_text(content, where, required=False)}
+        if isinstance(turn.get("name"), str):
+            message["name"] = turn["name"]
+    else:
+        raise RowRejected(f"{where}: unexpected role '{role}'")
+    message["_at"] = (number, role)
+    return message
+
+
+def _unexpected(message: dict[str, Any], key: str) -> RowRejected:
+    number, role = message["_at"]
+    return RowRejected(f"turn {number} of '{key}': unexpected role '{role}' at this point")
+
+
 def _turns_to_row(turns: Any, key: str) -> dict[str, str]:
     if not isinstance(turns, list) or not turns:
         raise RowRejected(f"'{key}' must be a non-empty list of turns")
-    system, pairs, pending_user = "", [], None
-    for number, turn in enumerate(turns):
-        if not isinstance(turn, dict):
-            raise RowRejected(f"turn {number} of '{key}' is not an object")
-        role = str(turn.get("role", turn.get("from", ""))).lower()
-        content = _text(turn.get("content", turn.get("value")), f"{key}[{number}]", required=True)
-        if role == "system" and number == 0:
-            system = content
-        elif role in USER_ROLES and pending_user is None:
-            pending_user = content
-        elif role in ASSISTANT_ROLES and pending_user is not None:
-            pairs.append([pending_user, content])
-            pending_user = None
+    messages = [_message(turn, number, key) for number, turn in enumerate(turns)]
+    system = ""
+    if messages[0]["role"] == "system":
+        system = messages.pop(0)["content"]
+    # Each turn: (user text, tool messages before the answer, answer text, answer is a call).
+    done: list[tuple[str, list[dict[str, Any]], str, bool]] = []
+    user: str | None = None
+    tools: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        last = tools[-1]["role"] if tools else None
+        if role == "user" and user is None:
+            user = message["content"]
+        elif (role == "tool_call" and user is not None and last in (None, "observation")) or (
+            role == "observation" and last in ("tool_call", "observation")
+        ):
+            tools.append(message)
+        elif role == "assistant" and user is not None and last in (None, "observation"):
+            done.append((user, tools, message["content"], False))
+            user, tools = None, []
         else:
-            raise RowRejected(f"turn {number} of '{key}': unexpected role '{role}' at this point")
-    if pending_user is not None or not pairs:
+            raise _unexpected(message, key)
+    if user is not None and tools and tools[-1]["role"] == "tool_call":
+        answer = "\n".join(_encode_json(call) for call in tools[-1]["calls"])
+        done.append((user, tools, answer, True))
+    elif user is not None or not done:
         raise RowRejected(f"'{key}' does not end with an assistant turn")
-    (instruction, output), history = pairs[-1], pairs[:-1]
+    tool_turns = []
+    for number, (_, used, _, ends_with_call) in enumerate(done):
+        if used:
+            turn: dict[str, Any] = {
+                "turn": number,
+                "messages": [{k: v for k, v in m.items() if k != "_at"} for m in used],
+            }
+            if ends_with_call:
+                turn["output_is_tool_call"] = True
+            tool_turns.append(turn)
+    instruction, _, output, _ = done[-1]
     return {
         "system": system,
-        "history": json.dumps(history, ensure_ascii=False),
+        "history": json.dumps([[u, a] for u, _, a, _ in done[:-1]], ensure_ascii=False),
         "instruction": instruction,
         "input": "",
         "output": output,
+        "tool_turns": _encode_json(tool_turns) if tool_turns else NO_TOOLS,
     }
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def record_kind(data: Any) -> str:
+    """What a raw record looks like: ``sharegpt``, ``openai``, ``alpaca`` or ``other``.
+
+    >>> record_kind({"messages": []}), record_kind({"instruction": "x"}), record_kind([1])
+    ('openai', 'alpaca', 'other')
+    """
+    if not isinstance(data, dict):
+        return "other"
+    if "conversations" in data:
+        return "sharegpt"
+    if "messages" in data:
+        return "openai"
+    return "alpaca"
 
 
 def to_canonical(
@@ -150,20 +325,25 @@ def to_canonical(
             "instruction": _text(_pick(data, "instruction", columns), "instruction", required=True),
             "input": _text(_pick(data, "input", columns), "input", required=False),
             "output": _text(_pick(data, "output", columns), "output", required=True),
+            "tool_turns": NO_TOOLS,
         }
-    for name in ("system", "history", "instruction", "input", "output"):
+    row["tools"] = _tools(data.get(columns.get("tools", "tools")))
+    for name in ("system", "history", "instruction", "input", "output", "tools", "tool_turns"):
         if len(row[name]) > max_field_chars:
             raise RowRejected(
                 f"field '{name}' has {len(row[name]):,} chars (ingest.max_field_chars="
                 f"{max_field_chars:,})"
             )
-    label = _pick(data, "label", columns)
-    row["label"] = _text(label, "label", required=False) or None  # type: ignore[assignment]
+    row["label"] = label_text(_pick(data, "label", columns))  # type: ignore[assignment]
     row["task"] = _text(_pick(data, "task", columns), "task", required=False)
+    for name, value in row.items():
+        if value is not None and not value.isascii() and _has_surrogate(value):
+            raise RowRejected(f"field '{name}' has an unpaired surrogate (not valid Unicode)")
     row["source"] = source
-    row["row_id"] = content_hash(
-        row["system"], row["history"], row["instruction"], row["input"], row["output"]
-    )
+    parts = [row["system"], row["history"], row["instruction"], row["input"], row["output"]]
+    if row["tools"] != NO_TOOLS or row["tool_turns"] != NO_TOOLS:
+        parts += [row["tools"], row["tool_turns"]]  # plain rows keep their earlier ids
+    row["row_id"] = content_hash(*parts)
     row["lang"] = script_language(row["instruction"] + " " + row["input"] + " " + row["output"])
     return row
 
@@ -172,10 +352,13 @@ def to_canonical(
 class SourceResult:
     name: str
     path: str
-    format: str
+    format: str  # what was detected, e.g. sharegpt_json, alpaca_csv, mixed_jsonl
+    encoding: str = "-"  # e.g. utf-8, utf-16-le (BOM), gb18030 (detected); "-" for binary
     read: int = 0
     ingested: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)  # record_kind of each record read
+    with_tools: int = 0  # ingested rows with tool definitions or tool turns
 
 
 @dataclass
@@ -194,6 +377,9 @@ class IngestResult:
                     "name": s.name,
                     "path": s.path,
                     "format": s.format,
+                    "encoding": s.encoding,
+                    "record_kinds": dict(sorted(s.kinds.items())),
+                    "rows_with_tools": s.with_tools,
                     "read": s.read,
                     "ingested": s.ingested,
                     "quarantined_by_reason": dict(s.rejected.most_common()),
@@ -203,9 +389,16 @@ class IngestResult:
         }
 
 
+_TURN_PREFIX = re.compile(r"^turn \d+ of '\w+': ")
+
+
 def _reason_key(reason: str) -> str:
-    """Group quarantine reasons for counting: 'malformed JSON (col 7): ...' -> 'malformed JSON'."""
-    return reason.split(" (")[0].split(":")[0]
+    """Group quarantine reasons for counting: 'malformed JSON (col 7): ...' -> 'malformed JSON'.
+
+    >>> _reason_key("turn 3 of 'messages': non-text content part 'image_url' (text-only SFT)")
+    "non-text content part 'image_url'"
+    """
+    return _TURN_PREFIX.sub("", reason).split(" (")[0].split(":")[0]
 
 
 @dataclass
@@ -214,6 +407,7 @@ class _Ingested:
     rejected: list[dict[str, Any]]
     read: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
 
 
 def _ingest_items(
@@ -248,6 +442,7 @@ def _ingest_items(
             reject(item.line, item.reason, item.raw)
             continue
         assert isinstance(item, RawRecord)
+        out.kinds[record_kind(item.data)] += 1
         try:
             row = to_canonical(item.data, name, src.columns, cfg.max_field_chars)
         except RowRejected as err:
@@ -262,32 +457,79 @@ def _ingest_items(
 
 
 def _ingest_json_lines(
-    columns: dict[str, list[Any]], path: Path, name: str, src: SourceParams, cfg: IngestParams
+    columns: dict[str, list[Any]],
+    path: Path,
+    name: str,
+    src: SourceParams,
+    cfg: IngestParams,
+    codec: str = "utf-8",
 ) -> _Ingested:
     """``_ingest_items`` of a chunk of raw JSON Lines (``line``: 1-based numbers, ``raw``)."""
-    items = map(parse_json_line, columns["line"], columns["raw"])
+    items = map(parse_json_line, columns["line"], columns["raw"], repeat(codec))
     return _ingest_items(items, path, name, src, cfg)
+
+
+def _single_wrapper(raw: list[bytes], codec: str) -> bool:
+    """A "JSON Lines" file that is one object holding the records in a list field."""
+    lines = [line for line in raw if line.strip()]
+    if len(lines) != 1:
+        return False
+    item = parse_json_line(1, lines[0], codec)
+    return isinstance(item, RawRecord) and is_wrapper(item.data)
+
+
+def format_name(container: str, kinds: Counter[str]) -> str:
+    """The detected format for the report: record kind + container.
+
+    >>> format_name("json", Counter(sharegpt=3)), format_name("jsonl", Counter(alpaca=2, openai=1))
+    ('sharegpt_json', 'mixed_jsonl')
+    """
+    container = {"alpaca_json": "json", "sharegpt": "jsonl", "json_object": "json"}.get(
+        container, container
+    )
+    known = [k for k in kinds if k != "other"]
+    if not known:
+        return container
+    return f"{known[0] if len(known) == 1 else 'mixed'}_{container}"
 
 
 def ingest_source(
     src: SourceParams, cfg: IngestParams
 ) -> tuple[dict[str, list[Any]], list[dict], SourceResult]:
     path = Path(src.path)
-    fmt = detect_format(path) if src.format == "auto" else src.format
+    fmt = detect_format(path) if src.format == "auto" and not _is_text(path) else src.format
+    encoding = None
+    if fmt in TEXT_FORMATS or (fmt == "auto" and _is_text(path)):
+        encoding = resolve_encoding(path, src.encoding)
+    if fmt == "auto":
+        fmt = detect_format(path, encoding)
+        if src.field and fmt in {"json", "jsonl"}:
+            fmt = "json_object"  # the records are in a field of one JSON value
     name = src.name or path.stem
     result = SourceResult(name=name, path=str(path), format=fmt)
+    if encoding is not None:
+        result.encoding = encoding.describe()
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of long-lived row objects: the collector would only rescan them
     try:
-        if fmt in {"jsonl", "sharegpt"}:  # parsed in worker processes when large
+        raw: list[bytes] = []
+        if fmt in {"jsonl", "sharegpt"} and src.field is None:
+            assert encoding is not None
+            raw = read_json_lines_raw(path, encoding)
+            if _single_wrapper(raw, line_encoding(encoding)):
+                fmt = "json_object"  # refused below, naming the keys
+        if fmt in {"jsonl", "sharegpt"} and src.field is None:  # parsed in workers when large
             from sftops.parallel import map_row_chunks, row_pool
 
-            raw = read_json_lines_raw(path)
             lines: dict[str, list[Any]] = {"line": list(range(1, len(raw) + 1)), "raw": raw}
+            codec = line_encoding(encoding)  # type: ignore[arg-type]
             with row_pool(len(raw)) as pool:
-                parts = map_row_chunks(pool, _ingest_json_lines, lines, path, name, src, cfg)
+                parts = map_row_chunks(pool, _ingest_json_lines, lines, path, name, src, cfg, codec)
         else:
-            parts = [_ingest_items(read_records(path, fmt), path, name, src, cfg)]
+            if fmt in {"jsonl", "sharegpt"}:
+                fmt = "json_object"
+            items = read_records(path, fmt, encoding, src.field)
+            parts = [_ingest_items(items, path, name, src, cfg)]
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -299,8 +541,24 @@ def ingest_source(
         rejected.extend(part.rejected)
         result.read += part.read
         result.rejected.update(part.reasons)
+        result.kinds.update(part.kinds)
     result.ingested = len(rows["row_id"])
+    result.format = format_name(fmt, result.kinds)
+    result.with_tools = sum(
+        tools != NO_TOOLS or turns != NO_TOOLS
+        for tools, turns in zip(rows["tools"], rows["tool_turns"], strict=True)
+    )
     return rows, rejected, result
+
+
+def _is_text(path: Path) -> bool:
+    """Whether the file is text to decode (not Parquet, not a datasets folder)."""
+    if path.is_dir() or path.suffix.lower() == ".parquet":
+        return False
+    if not path.is_file():
+        return True  # resolve_encoding names the missing file
+    with path.open("rb") as handle:
+        return handle.read(4) != b"PAR1"
 
 
 def ingest_sources(cfg: IngestParams) -> IngestResult:
@@ -326,12 +584,15 @@ def report_markdown(summary: dict[str, Any]) -> str:
         f"Rows read: {summary['rows_read']:,}; ingested: {summary['rows_ingested']:,}; "
         f"quarantined: {summary['rows_quarantined']:,}",
         "",
-        "| source | format | read | ingested | quarantined by reason |",
-        "|---|---|---:|---:|---|",
+        "| source | format | encoding | read | ingested | with tools | quarantined by reason |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for s in summary["sources"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in s["quarantined_by_reason"].items()) or "-"
-        lines.append(f"| {s['name']} | {s['format']} | {s['read']} | {s['ingested']} | {reasons} |")
+        lines.append(
+            f"| {s['name']} | {s['format']} | {s['encoding']} | {s['read']} | {s['ingested']} "
+            f"| {s['rows_with_tools']} | {reasons} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from sftops.config import Params, SplitParams
-from sftops.data.ingest import hash_fraction
 from sftops.io import read_table, write_json, write_table
+from sftops.rowkeys import hash_fraction
 from sftops.schemas import SPLITS, SplitRows
 
 

@@ -1,4 +1,4 @@
-"""The evaluate stage: base vs candidate (vs champion) on the same held-out test rows.
+"""The evaluate stage: base vs candidate on the same held-out test rows.
 
 Every model answers the same prompts (the training chat template, batched KV-cache decoding);
 per-row scores feed corpus metrics and paired-bootstrap confidence intervals, so a promotion is
@@ -235,26 +235,10 @@ class EvaluateResult:
         }
 
 
-def registry_champion(params: Params) -> str | None:
-    """The registry's current champion as a local folder, when comparing against it is on."""
-    if not (params.register_.enabled and params.promote.compare_champion):
-        return None
-    from sftops import registry
-
-    try:
-        folder = registry.download_champion(
-            params.register_.model_name, Path(params.paths.cache_dir) / "champion"
-        )
-    except SftopsError as err:
-        log.warning("no champion comparison: %s", err)
-        return None
-    return str(folder) if folder else None
-
-
-def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
-    """Evaluate the base model, the candidate and (if given) the champion on the test split."""
+def load_test_rows(params: Params) -> tuple[pd.DataFrame, int]:
+    """The evaluated rows of the test split (rows without a reference dropped, then
+    ``evaluate.max_rows``) and how many were dropped for having no reference."""
     from sftops.io import read_table
-    from sftops.modeling.models import resolve_model_path
 
     cfg, paths = params.evaluate, params.paths
     test = read_table(paths.split("test"))
@@ -264,6 +248,17 @@ def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
     test = test[~missing].reset_index(drop=True)
     if cfg.max_rows:
         test = test.head(cfg.max_rows)
+    return test, int(missing.sum())
+
+
+def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
+    """Evaluate the base model and the candidate on the test split. A pure function of the
+    tracked inputs: the registry's champion is compared in a separate step
+    (sftops.evaluation.reference), outside the DVC stage."""
+    from sftops.modeling.models import resolve_model_path
+
+    cfg, paths = params.evaluate, params.paths
+    test, skipped = load_test_rows(params)
     models: list[tuple[str, Path]] = []
     if cfg.compare_base:
         models.append(("base", resolve_model_path(params.train.base_model, paths.cache_dir)))
@@ -271,8 +266,5 @@ def evaluate(params: Params, candidate: Path | None = None) -> EvaluateResult:
     if not candidate.is_dir():
         raise SftopsError("candidate model folder not found (run `sftops train`)", file=candidate)
     models.append(("candidate", candidate))
-    champion = cfg.champion_model or registry_champion(params)
-    if champion:
-        models.append(("champion", resolve_model_path(champion, paths.cache_dir)))
     evals = [evaluate_model(name, path, test, params) for name, path in models]
-    return EvaluateResult(test, evals, compare(evals, cfg), int(missing.sum()))
+    return EvaluateResult(test, evals, compare(evals, cfg), skipped)

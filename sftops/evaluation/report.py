@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from sftops.config import Params
-from sftops.data.ingest import hash_fraction
 from sftops.evaluation.evaluate import ROW_METRICS, EvaluateResult, evaluate, prompts_for
 from sftops.io import atomic_path, write_json, write_jsonl, write_text
+from sftops.rowkeys import hash_fraction
 
 
 def prediction_records(result: EvaluateResult) -> list[dict[str, Any]]:

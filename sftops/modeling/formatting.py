@@ -14,6 +14,23 @@ tokens from :func:`prepare_tokenizer`. Adding tokens grows the vocabulary, so th
 embeddings must then be resized: call :func:`resize_embeddings_if_needed` on every model used
 with a prepared tokenizer (``sftops.modeling.models.load_causal_lm(..., tokenizer=tok)`` does).
 
+Tool calling (rows with ``tools`` / ``tool_turns``, see :mod:`sftops.data.ingest`):
+:func:`row_to_messages` emits the transformers message format (an assistant message with
+``tool_calls``, ``{"role": "tool"}`` results) preceded by a pseudo message
+``{"role": "tools", "tools": [...]}`` carrying the tool definitions, so callers pass tools
+through without knowing about them. Rendering then depends on the template:
+
+- a template that handles tools (it uses both ``tools`` and ``tool_calls``) renders them
+  itself: ``apply_chat_template(messages, tools=...)``;
+- any other template gets the documented fallback, :func:`tool_fallback_messages`, in the
+  Hermes / Qwen2.5 convention written as plain messages: the tool definitions are appended to
+  the system message inside ``<tools></tools>``, each call becomes assistant text
+  ``<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>``, and consecutive tool
+  results become one user message of ``<tool_response>...</tool_response>`` blocks.
+
+Either way the loss is on every assistant message (tool calls included) and never on tool
+results, which the model reads but does not write.
+
 Gotchas worth knowing:
 
 - Some templates inject a default system message when the conversation has none (SmolLM2's adds
@@ -27,6 +44,7 @@ Gotchas worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -50,6 +68,18 @@ CHATML_TEMPLATE = (
 
 No default system message is injected: a conversation without one renders without one.
 """
+
+TOOLS_ROLE = "tools"
+"""Role of the pseudo message (first in the list) that carries a row's tool definitions."""
+
+TOOLS_PREAMBLE = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+    "{tools}\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
+"""The fallback's tool block (Qwen2.5's wording), appended to the system message."""
 
 _PROBE_CONTENT = "\u2063sftops-probe\u2063"
 """Assistant content used to discover where a template puts the end-of-turn token."""
@@ -87,15 +117,45 @@ def _history_turns(value: Any) -> list[tuple[str, str]]:
     return turns
 
 
+def _json_cell(value: Any) -> list[Any]:
+    """A JSON-list cell (``tools``, ``tool_turns``); missing / empty -> []."""
+    text = _text(value)
+    if not text.strip():
+        return []
+    parsed = json.loads(text)
+    if not isinstance(parsed, list):
+        raise ValueError(f"expected a JSON list, got {type(parsed).__name__}")
+    return parsed
+
+
+def _chat_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A canonical tool message (``tool_call`` / ``observation``) in the transformers format."""
+    if message["role"] == "tool_call":
+        calls = [
+            {"type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in message["calls"]
+        ]
+        return {"role": "assistant", "content": message.get("content") or "", "tool_calls": calls}
+    if message["role"] == "observation":
+        out = {"role": "tool", "content": _text(message.get("content"))}
+        if message.get("name"):
+            out["name"] = message["name"]
+        return out
+    raise ValueError(f"unexpected role {message['role']!r} in tool_turns")
+
+
 def row_to_messages(
     row: Mapping[str, Any] | Any, *, include_output: bool = True
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """Turn a canonical row (a dict or a pandas row) into chat messages.
 
-    Order: ``system`` (only if non-empty), then each ``history`` turn as a user/assistant pair,
-    then the user turn ``instruction`` (+ ``"\\n\\n" + input`` when ``input`` is non-empty), then
-    the assistant turn ``output`` (left out with ``include_output=False``, e.g. to build a
-    generation prompt). Missing columns count as empty.
+    Order: the tool definitions (a ``{"role": "tools"}`` pseudo message, only if the row has
+    tools), ``system`` (only if non-empty), then each ``history`` turn as a user/assistant pair,
+    then the user turn ``instruction`` (+ ``"\\n\\n" + input`` when ``input`` is non-empty),
+    then the assistant turn ``output`` (left out with ``include_output=False``, e.g. to build a
+    generation prompt). Tool calls and results (``tool_turns``) go before the assistant text of
+    their turn; a conversation that ends with a tool call ends with that call (left out with
+    ``include_output=False``). Missing columns count as empty.
     """
 
     def get(key: str) -> Any:
@@ -104,26 +164,121 @@ def row_to_messages(
         except (KeyError, IndexError):
             return None
 
-    messages: list[dict[str, str]] = []
+    messages: list[dict[str, Any]] = []
+    tools = _json_cell(get("tools"))
+    if tools:
+        messages.append({"role": TOOLS_ROLE, "tools": tools})
     system = _text(get("system"))
     if system.strip():
         messages.append({"role": "system", "content": system})
-    for user, assistant in _history_turns(get("history")):
+    segments = {int(t["turn"]): t for t in _json_cell(get("tool_turns"))}
+    history = _history_turns(get("history"))
+    for number, (user, assistant) in enumerate(history):
         messages.append({"role": "user", "content": user})
+        messages.extend(_chat_message(m) for m in segments.get(number, {}).get("messages", []))
         messages.append({"role": "assistant", "content": assistant})
     user_text = _text(get("instruction"))
     extra = _text(get("input"))
     if extra.strip():
         user_text = f"{user_text}\n\n{extra}"
     messages.append({"role": "user", "content": user_text})
+    last = segments.get(len(history), {})
+    tool_messages = [_chat_message(m) for m in last.get("messages", [])]
+    if last.get("output_is_tool_call"):
+        # The answer is the final call itself; ``output`` only repeats it as text.
+        messages.extend(tool_messages if include_output else tool_messages[:-1])
+        return messages
+    messages.extend(tool_messages)
     if include_output:
         messages.append({"role": "assistant", "content": _text(get("output"))})
     return messages
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+def template_supports_tools(tokenizer: Any) -> bool:
+    """Whether the chat template renders tool definitions and tool calls itself."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # named templates: transformers picks "tool_use" for tools
+        template = template.get("tool_use") or template.get("default")
+    return isinstance(template, str) and "tools" in template and "tool_calls" in template
+
+
+def _call_json(function: Mapping[str, Any]) -> str:
+    arguments = function.get("arguments", {})
+    if isinstance(arguments, str):  # a JSON string that did not parse at ingest: keep as is
+        with contextlib.suppress(ValueError):
+            arguments = json.loads(arguments)
+    return json.dumps({"name": function["name"], "arguments": arguments}, ensure_ascii=False)
+
+
+def tool_fallback_messages(
+    messages: list[dict[str, Any]], tools: list[Any] | None
+) -> list[dict[str, str]]:
+    r"""Tool definitions, calls and results as plain system / user / assistant text.
+
+    >>> msgs = [{"role": "user", "content": "Weather?"},
+    ...         {"role": "assistant", "content": "", "tool_calls": [
+    ...             {"type": "function", "function": {"name": "w", "arguments": {"c": "Oslo"}}}]},
+    ...         {"role": "tool", "content": "3C"}, {"role": "assistant", "content": "3C."}]
+    >>> [(m["role"], m["content"]) for m in tool_fallback_messages(msgs, None)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('user', 'Weather?'),
+     ('assistant', '<tool_call>\n{"name": "w", "arguments": {"c": "Oslo"}}\n</tool_call>'),
+     ('user', '<tool_response>\n3C\n</tool_response>'), ('assistant', '3C.')]
+    """
+    out: list[dict[str, str]] = []
+    if tools:
+        listed = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
+        block = TOOLS_PREAMBLE.format(tools=listed)
+        if messages and messages[0]["role"] == "system":
+            out.append({"role": "system", "content": f"{messages[0]['content']}\n\n{block}"})
+            messages = messages[1:]
+        else:
+            out.append({"role": "system", "content": block})
+    for message in messages:
+        if message["role"] == "tool":
+            response = f"<tool_response>\n{message['content']}\n</tool_response>"
+            if out and out[-1].get("_tool"):
+                out[-1]["content"] += "\n" + response
+            else:
+                out.append({"role": "user", "content": response, "_tool": "1"})
+        elif message.get("tool_calls"):
+            calls = "\n".join(
+                f"<tool_call>\n{_call_json(c.get('function', c))}\n</tool_call>"
+                for c in message["tool_calls"]
+            )
+            text = message.get("content") or ""
+            out.append({"role": "assistant", "content": f"{text}\n{calls}" if text else calls})
+        else:
+            out.append({"role": message["role"], "content": message["content"]})
+    return [{k: v for k, v in m.items() if k != "_tool"} for m in out]
+
+
+def prepare_messages(
+    tokenizer: Any, messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Any] | None]:
+    """The messages and tools to hand to ``apply_chat_template`` for this tokenizer: the
+    tools pseudo message is taken out, and tool turns become the fallback's plain text when
+    the template does not handle tools."""
+    tools = None
+    if messages and messages[0]["role"] == TOOLS_ROLE:
+        tools = list(messages[0]["tools"]) or None
+        messages = messages[1:]
+    has_tool_turns = any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
+    if not tools and not has_tool_turns:
+        return messages, None
+    if template_supports_tools(tokenizer):
+        return messages, tools
+    return tool_fallback_messages(messages, tools), None
+
+
+def _render(
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    add_generation_prompt: bool,
+    tools: list[Any] | None = None,
+) -> str:
     text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
     )
     if not isinstance(text, str):  # pragma: no cover - tokenize=False always gives a str
         raise TypeError(f"apply_chat_template returned {type(text).__name__}, expected str")
@@ -241,13 +396,14 @@ class Encoded:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def _segments(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[str, bool]]]:
+def _segments(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[str, bool]]]:
     """Split the rendered conversation into (text, learned) segments that concatenate to it.
 
     An assistant turn's learned span runs from the end of the generation prompt before it to
     the end of its end-of-turn token (whatever separator follows, e.g. ``\\n``, is not learned).
     """
-    full = _render(tokenizer, messages, add_generation_prompt=False)
+    messages, tools = prepare_messages(tokenizer, messages)
+    full = _render(tokenizer, messages, add_generation_prompt=False, tools=tools)
     end = turn_end_token(tokenizer)
     segments: list[tuple[str, bool]] = []
     cursor = 0
@@ -256,8 +412,8 @@ def _segments(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list
             continue
         if i == 0:
             raise ValueError("a conversation cannot start with an assistant turn")
-        prefix = _render(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1], add_generation_prompt=False)
+        prefix = _render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools)
+        upto = _render(tokenizer, messages[: i + 1], add_generation_prompt=False, tools=tools)
         if not (full.startswith(prefix) and full.startswith(upto) and upto.startswith(prefix)):
             raise ValueError(
                 "the chat template is not prefix-consistent (rendering the first turns is not a "
@@ -267,8 +423,9 @@ def _segments(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list
         if len(prefix) < cursor:  # pragma: no cover - guarded by the prefix checks
             raise ValueError("overlapping assistant turns in the chat template rendering")
         turn = upto[len(prefix) :]
-        content_at = turn.find(message["content"])  # templates may trim or wrap the content
-        stop = turn.find(end, content_at + len(message["content"]) if content_at >= 0 else 0)
+        content = message.get("content") or ""
+        content_at = turn.find(content)  # templates may trim or wrap the content
+        stop = turn.find(end, content_at + len(content) if content_at >= 0 else 0)
         learned_end = len(prefix) + (stop + len(end) if stop >= 0 else len(turn.rstrip()))
         segments.append((full[cursor : len(prefix)], False))
         segments.append((full[len(prefix) : learned_end], True))
@@ -277,7 +434,7 @@ def _segments(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list
     return full, [(text, learned) for text, learned in segments if text]
 
 
-def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], max_length: int) -> Encoded:
+def encode_conversation(tokenizer: Any, messages: list[dict[str, Any]], max_length: int) -> Encoded:
     """Token ids and labels of the templated conversation, loss on assistant turns only.
 
     ``labels`` equals ``input_ids`` on every assistant turn's content *and* its end-of-turn token
@@ -309,7 +466,7 @@ def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], max_leng
     return Encoded(input_ids=input_ids, labels=labels, truncated=truncated)
 
 
-def generation_prompt(tokenizer: Any, messages_without_answer: list[dict[str, str]]) -> str:
+def generation_prompt(tokenizer: Any, messages_without_answer: list[dict[str, Any]]) -> str:
     """The prompt evaluate / serve feed the model: the template with the assistant header added.
 
     ``messages_without_answer`` ends with the user turn (``row_to_messages(row,
@@ -317,4 +474,5 @@ def generation_prompt(tokenizer: Any, messages_without_answer: list[dict[str, st
     """
     if messages_without_answer and messages_without_answer[-1]["role"] == "assistant":
         raise ValueError("generation_prompt expects the conversation without the final answer")
-    return _render(tokenizer, messages_without_answer, add_generation_prompt=True)
+    messages, tools = prepare_messages(tokenizer, messages_without_answer)
+    return _render(tokenizer, messages, add_generation_prompt=True, tools=tools)

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from sftops.config import apply_overrides
-from tests.helpers import commit_all, copy_repo
+from tests.helpers import tiny_repo
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,21 +26,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-# Settings that make the whole retrain take about a minute on CPU.
-TINY_PARAMS: dict[str, Any] = {
-    "train.max_steps": 2,
-    "train.max_length": 64,
-    "train.eval_every": 1,
-    "train.save_every": 1,
-    "train.max_eval_rows": 8,
-    "augment.max_rows": 10,
-    "evaluate.max_rows": 8,
-    "evaluate.generation.max_new_tokens": 8,
-    "evaluate.bootstrap_resamples": 50,
-    "evaluate.human_eval_rows": 4,
-    "promote.compare_champion": False,
-}
 
 
 def missing_browser() -> str | None:
@@ -72,18 +55,11 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A committed git + DVC copy of the project whose params.yaml trains a tiny Llama."""
-    from tests.assets.tiny_models import tiny_llama
-
     base = tmp_path_factory.mktemp("e2e-project")
-    model = tiny_llama(base / "models")
-    repo = copy_repo(base / "repo")
-    params = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
-    params = apply_overrides(params, {**TINY_PARAMS, "train.base_model": str(model)})
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    commit_all(repo, "tiny e2e settings")
+    repo = tiny_repo(base)
     return {
         "repo": repo,
-        "base_model": model,
+        "base_model": base / "models",
         "tracking_uri": f"sqlite:///{(base / 'mlflow' / 'mlflow.db').as_posix()}",
     }
 
@@ -116,6 +92,9 @@ def stack(tiny_project: dict[str, Any]) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    problem = missing_browser()
+    if problem:
+        pytest.fail(f"the browser test cannot run: {problem}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -8,6 +8,9 @@ Run with ``pytest -m e2e tests/e2e -x`` (needs /usr/bin/chromium and the playwri
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -20,10 +23,14 @@ from tests.e2e.conftest import missing_browser
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(missing_browser() is not None, reason=str(missing_browser())),
+    # Skipped on a developer machine without a browser; in CI (CI=true) a missing browser fails.
+    pytest.mark.skipif(
+        missing_browser() is not None and not os.environ.get("CI"), reason=str(missing_browser())
+    ),
 ]
 
 LEARNING_RATE = 0.0003
+DEFAULT_LEARNING_RATE = 0.0001  # params.yaml's train.lr
 MODEL_NAME = "sftops-chat"
 RUN_TIMEOUT_S = 420
 UI_TIMEOUT_MS = 60_000
@@ -79,6 +86,8 @@ def test_custom_retrain_run_from_the_ui_registers_a_model(
 
     expect.set_options(timeout=UI_TIMEOUT_MS)
     started = time.monotonic()
+    params_file = tiny_project["repo"] / "params.yaml"
+    params_before = params_file.read_bytes()
     known = {r["id"] for r in retrain_runs(stack.api_url)}
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(UI_TIMEOUT_MS)
@@ -137,6 +146,17 @@ def test_custom_retrain_run_from_the_ui_registers_a_model(
         assert run["parameters"].get("learning_rate") == pytest.approx(LEARNING_RATE)
     finally:
         page.close()
+    # The custom run changed its own workspace only: the checkout's defaults are intact.
+    assert params_file.read_bytes() == params_before
+
+    # The next run without overrides (as the nightly would) trains with the default rate.
+    known |= {r["id"] for r in retrain_runs(stack.api_url)}
+    deployment = api_post(f"{stack.api_url}/deployments/filter", {"limit": 10})
+    nightly = next(d for d in deployment if d["name"] == "nightly")
+    api_post(f"{stack.api_url}/deployments/{nightly['id']}/create_flow_run", {})
+    second = wait_for_run(stack.api_url, known, RUN_TIMEOUT_S)
+    assert second["state"]["type"] == "COMPLETED", second["state"]
+    assert params_file.read_bytes() == params_before
 
     # The MLflow side, through the stack's MLflow server (its REST API).
     from mlflow import MlflowClient
@@ -147,8 +167,18 @@ def test_custom_retrain_run_from_the_ui_registers_a_model(
     runs = client.search_runs([e.experiment_id for e in experiments], max_results=50)
     with_lr = [r for r in runs if r.data.params.get("train.lr") is not None]
     assert with_lr, f"no MLflow run records train.lr ({len(runs)} runs)"
-    lrs = [float(r.data.params["train.lr"]) for r in with_lr]
-    assert any(lr == pytest.approx(LEARNING_RATE) for lr in lrs), lrs
+    lrs = sorted(float(r.data.params["train.lr"]) for r in with_lr)
+    assert lrs == pytest.approx([DEFAULT_LEARNING_RATE, LEARNING_RATE]), lrs
+    experiments = {r.data.tags.get("dvc.experiment") for r in with_lr}
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+        cwd=tiny_project["repo"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    listed = {e["name"] for rev in json.loads(shown) for e in rev.get("experiments") or []}
+    assert experiments <= listed, (experiments, listed)
     versions = client.search_model_versions(f"name='{MODEL_NAME}'")
     assert versions, f"no registered version of {MODEL_NAME}"
     run_ids = {r.info.run_id for r in with_lr if float(r.data.params["train.lr"]) == LEARNING_RATE}

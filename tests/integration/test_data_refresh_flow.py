@@ -55,7 +55,15 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
             )
             return sorted(r.name.split("-")[0] for r in runs)
 
-    assert anyio.run(task_names) == ["augment", "clean", "ingest", "split", "validate"]
+    assert anyio.run(task_names) == [
+        "augment",
+        "clean",
+        "close",
+        "ingest",
+        "open",
+        "split",
+        "validate",
+    ]
     assert yaml.safe_load((tmp_path / "params.yaml").read_text())["split"]["test"] == 0.1
 
 
@@ -66,6 +74,6 @@ def test_data_refresh_fn_runs_the_stages_without_a_flow_run(
 
     shutil.copytree(ROOT / "data" / "sample", tmp_path / "data" / "sample")
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the embedded defaults
-    summaries = data_refresh.fn("params.yaml", {"augment.enabled": False}, lock=False)
+    summaries = data_refresh.fn("params.yaml", {"augment.enabled": False})
     assert summaries["augment"]["rows_added"] == 0
     assert summaries["split"]["rows"] == summaries["validate"]["rows_valid"] > 1000

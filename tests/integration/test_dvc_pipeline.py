@@ -75,3 +75,28 @@ def test_changing_split_params_reruns_only_split_and_below(
     assert "Running stage 'split'" in out
     for stage in ("ingest", "clean", "validate"):
         assert f"Running stage '{stage}'" not in out
+
+
+def test_editing_a_helper_split_imports_marks_split_changed(
+    repo_copy: Path, tool_env: dict[str, str]
+) -> None:
+    import json
+
+    small_augment(repo_copy)
+    run(["dvc", "repro", "split"], repo_copy, tool_env)
+    assert json.loads(run(["dvc", "status", "split", "--json"], repo_copy, tool_env)) == {}
+    helper = repo_copy / "sftops" / "rowkeys.py"  # imported by split, not by validate
+    helper.write_text(helper.read_text() + "\n# an edit\n")
+    status = json.loads(run(["dvc", "status", "--json"], repo_copy, tool_env))
+
+    def modified_deps(stage: str) -> list[str]:
+        return [
+            path
+            for entry in status.get(stage, [])
+            if isinstance(entry, dict)
+            for path, change in entry.get("changed deps", {}).items()
+            if change == "modified"
+        ]
+
+    assert "sftops/rowkeys.py" in modified_deps("split")
+    assert "sftops/rowkeys.py" not in modified_deps("validate")

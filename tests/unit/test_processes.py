@@ -1,0 +1,66 @@
+"""A stage's process group is stopped with the run: on a timeout, on an exception in the caller
+(cancel, Ctrl-C) and when the run's process gets SIGTERM (a Prefect cancel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sftops.errors import SftopsError
+from sftops.processes import _group_alive, run_in_group
+
+# A parent that leaves a grandchild behind: both must go.
+TWO_SLEEPERS = ["sh", "-c", "sleep 60 & echo $$ > pgid; sleep 60"]
+
+
+def wait_for(path: Path, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never written")
+
+
+def test_timeout_stops_the_whole_group_with_a_one_line_error(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(SftopsError, match="sleeper timed out after 1s; stopped"):
+        run_in_group(TWO_SLEEPERS, cwd=tmp_path, timeout=1, what="sleeper")
+    pgid = int(wait_for(tmp_path / "pgid"))
+    assert not _group_alive(pgid)
+    assert time.monotonic() - started < 10
+
+
+def test_failure_names_the_command_and_its_last_error_line(tmp_path: Path) -> None:
+    with pytest.raises(SftopsError, match=r"stage x failed \(exit 3\): ERROR: disk full"):
+        run_in_group(
+            ["sh", "-c", "echo 'ERROR: disk full' >&2; echo bye >&2; exit 3"],
+            cwd=tmp_path,
+            what="stage x",
+        )
+
+
+def test_sigterm_to_the_run_process_stops_its_stage_groups(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        from sftops.processes import run_in_group
+        run_in_group({TWO_SLEEPERS!r}, cwd={str(tmp_path)!r}, what="stage")
+        """
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    pgid = int(wait_for(tmp_path / "pgid"))
+    assert _group_alive(pgid)
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(pgid), "the stage's processes outlived the cancelled run"
+    assert run.returncode != 0
