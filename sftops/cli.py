@@ -313,6 +313,10 @@ def serve_command(
     poll_seconds: Annotated[
         float, typer.Option(help="Check for a new model version every N seconds (0: never).")
     ] = 30.0,
+    max_batch: Annotated[
+        int,
+        typer.Option(min=1, help="Concurrent requests generated as one batch (1: one at a time)."),
+    ] = 32,
 ) -> None:
     """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
     the champion alias moves."""
@@ -327,7 +331,9 @@ def serve_command(
             loaded.paths.model_dir,
             loaded.paths.cache_dir,
         )
-        serve(source, host, port, poll_seconds, params=loaded.evaluate.generation)
+        serve(
+            source, host, port, poll_seconds, params=loaded.evaluate.generation, max_batch=max_batch
+        )
     except SftopsError as err:
         _fail(err)
     except KeyboardInterrupt:
@@ -526,6 +532,58 @@ def _metrics_table(metrics: dict[str, Any]) -> Any:
             ),
         )
     return table
+
+
+stack_app = typer.Typer(
+    help="Team setup on this server: PostgreSQL, object store, Prefect and MLflow servers, "
+    "a Prefect worker (see infra/README.md).",
+    no_args_is_help=True,
+)
+app.add_typer(stack_app, name="stack")
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option("--state-dir", help="Folder for pids, logs and data (default .stack/)."),
+]
+
+
+@stack_app.command("up")
+def stack_up(
+    host: Annotated[
+        str, typer.Option(help="Interface the Prefect and MLflow servers bind (needs auth).")
+    ] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="Flow runs the worker runs at once.")] = 2,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Start what is not running (installs what is missing); prints URLs."""
+    from sftops.stack import Stack
+
+    try:
+        Stack(Path.cwd(), state_dir).up(host=host, workers=workers)
+    except SftopsError as err:
+        _fail(err)
+
+
+@stack_app.command("down")
+def stack_down(state_dir: StateDirOption = None) -> None:
+    """Stop everything `stack up` started (worker first, PostgreSQL last), nothing else."""
+    from sftops.stack import Stack
+
+    Stack(Path.cwd(), state_dir).down()
+
+
+@stack_app.command("status")
+def stack_status(state_dir: StateDirOption = None) -> None:
+    """URLs and health of each service; exit 1 when one is down."""
+    from sftops.stack import Stack
+
+    stack = Stack(Path.cwd(), state_dir)
+    health = stack.health()
+    for name, word in health.items():
+        typer.echo(f"{name:15} {word}")
+    if stack.state.ports:
+        typer.echo(stack.describe())
+    if any(word != "ok" for word in health.values()):
+        raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -106,28 +106,43 @@ def run_in_group(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     what: str = "command",
-) -> None:
-    """Run ``command`` in its own process group, stdout passed through, stderr echoed and its
-    tail kept for the error. Raises :class:`SftopsError` (one line) on a non-zero exit or a
-    timeout; any exception in the caller (cancel, Ctrl-C) kills the whole group first."""
+    keep: str | None = None,
+) -> list[str]:
+    """Run ``command`` in its own process group, its output echoed as it comes. Returns the
+    output lines that start with ``keep`` (e.g. DVC's "Stage '...'" status lines). Raises
+    :class:`SftopsError` (one line: the last error line) on a non-zero exit or a timeout; any
+    exception in the caller (cancel, Ctrl-C) kills the whole group first."""
     _install_handlers()
     proc = subprocess.Popen(
-        list(command), cwd=cwd, env=env, stderr=subprocess.PIPE, start_new_session=True
+        list(command),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     with _lock:
         _live.add(proc.pid)
     tail: collections.deque[str] = collections.deque(maxlen=20)
+    kept: list[str] = []
 
-    def pump() -> None:
-        assert proc.stderr is not None
-        for raw in iter(proc.stderr.readline, b""):
+    def pump(stream: Any, echo: Any) -> None:
+        for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace")
-            sys.stderr.write(line)
-            if line.strip():
-                tail.append(line.strip())
+            echo.write(line)
+            echo.flush()
+            text = line.strip()
+            if text:
+                tail.append(text)
+                if keep is not None and text.startswith(keep):
+                    kept.append(text)
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    readers = [
+        threading.Thread(target=pump, args=(proc.stdout, sys.stdout), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, sys.stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
     try:
         code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -143,7 +158,9 @@ def run_in_group(
     # The command is done; anything it left in its group (a daemon, a worker) goes with it.
     if _group_alive(proc.pid):
         kill_group(proc.pid, grace=1.0)
-    reader.join(5)
+    for reader in readers:
+        reader.join(5)
     if code != 0:
         last = next((t for t in reversed(tail) if "error" in t.lower()), tail[-1] if tail else "")
         raise SftopsError(f"{what} failed (exit {code}): {last}")
+    return kept

@@ -59,28 +59,29 @@ def reproduce(stage: str, root: str | Path = ".", timeout: float | None = None) 
     unchanged)."""
     from sftops.processes import run_in_group
 
-    root = Path(root)
-    before = _stage_lock(root, stage)
-    run_in_group(
+    status = run_in_group(
         dvc_command("repro", "--single-item", stage),
         cwd=root,
         env=stage_env(root),
         timeout=timeout,
         what=f"stage {stage} (dvc repro)",
+        keep="Stage '",
     )
-    return _stage_lock(root, stage) != before or before is None
+    return not stage_was_skipped(status)
 
 
-def _stage_lock(root: Path, stage: str) -> str | None:
-    """The stage's entry in dvc.lock as text (changes exactly when the stage ran)."""
-    import yaml
+def stage_was_skipped(status_lines: list[str]) -> bool:
+    """From DVC's status lines: the stage did not change, or its outputs came from the run
+    cache (the same deps and params ran before), so its command did not run.
 
-    try:
-        lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    entry = lock.get("stages", {}).get(stage)
-    return None if entry is None else json.dumps(entry, sort_keys=True)
+    >>> stage_was_skipped(["Stage 'train' is cached - skipping run, checking out outputs"])
+    True
+    >>> stage_was_skipped(["Stage 'split' didn't change, skipping"])
+    True
+    >>> stage_was_skipped([])
+    False
+    """
+    return any("skipping" in line for line in status_lines)
 
 
 def stage_summary(stage: str, params: Params, root: str | Path = ".") -> dict[str, Any]:

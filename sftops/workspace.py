@@ -101,22 +101,21 @@ def _dvc_env() -> dict[str, str]:
 
 
 def _link_dvc(root: Path, project: Path) -> None:
-    """The workspace uses the checkout's cache and remotes (relative remote URLs in
-    .dvc/config are relative to the config file, so they are rewritten as absolute paths)."""
+    """The workspace uses the checkout's cache, remotes and default remote, including what the
+    checkout set locally (`.dvc/config.local`, e.g. an S3 endpoint or a default remote of a
+    worker's clone); DVC hands local remote URLs back absolute."""
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
         cache_dir = Path(repo.cache.local_cache_dir).resolve()
-        remotes = repo.config.get("remote", {})
-        local_urls = {
-            name: conf["url"]
-            for name, conf in remotes.items()
-            if "://" not in str(conf.get("url", ""))
-        }
+        remotes = {name: dict(conf) for name, conf in repo.config.get("remote", {}).items()}
+        default = repo.config.get("core", {}).get("remote")
     with Repo(str(root)) as repo, repo.config.edit("local") as conf:
         conf["cache"]["dir"] = str(cache_dir)
-        for name, url in local_urls.items():
-            conf["remote"][name] = {"url": str(Path(url).resolve())}
+        for name, settings in remotes.items():
+            conf["remote"][name] = settings
+        if default:
+            conf["core"]["remote"] = default
 
 
 def create_workspace(
@@ -177,9 +176,33 @@ def write_overrides(params_file: Path, overrides: dict[str, Any]) -> None:
 def save_experiment(ws: Workspace) -> str:
     """Record the workspace as DVC experiment ``ws.name`` (params, dvc.lock, metrics, outputs
     in the shared cache); returns the experiment's commit."""
-    _dvc("exp", "save", "--force", "--name", ws.name, cwd=ws.root)
+    reached = _stages_with_outputs(ws.root)
+    _dvc("exp", "save", "--force", "--name", ws.name, *reached, cwd=ws.root)
     ref = f"refs/exps/{ws.commit[:2]}/{ws.commit[2:]}/{ws.name}"
     return _git("rev-parse", ref, cwd=ws.project).decode().strip()
+
+
+def _stages_with_outputs(root: Path) -> list[str]:
+    """The stages this run reached (all outputs present). A stage it did not reach (data-only
+    runs: train, evaluate) records no result: its dvc.lock entry, inherited from the checkout,
+    goes, and it is not among the targets of `dvc exp save` (which refuses missing outputs)."""
+    import yaml
+
+    lock_file = root / "dvc.lock"
+    if not lock_file.exists():
+        return []
+    lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+    stages = lock.get("stages", {})
+    reached = [
+        name
+        for name, entry in stages.items()
+        if all((root / out["path"]).exists() for out in entry.get("outs", []))
+    ]
+    if len(reached) < len(stages):
+        log.info("stages not run in this workspace: %s", sorted(set(stages) - set(reached)))
+        lock["stages"] = {k: v for k, v in stages.items() if k in reached}
+        lock_file.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
+    return reached
 
 
 def remove_workspace(ws: Workspace) -> None:

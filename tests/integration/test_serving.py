@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -21,11 +22,14 @@ from sftops.config import GenerationParams
 from sftops.errors import SftopsError
 from sftops.serving import (
     DEFAULT_HOST,
+    DEFAULT_MAX_BATCH,
     BackgroundServer,
     ChatEngine,
+    Completion,
     LocalFolderSource,
     ModelServer,
     RegistryAliasSource,
+    _Job,
     chat_repl,
     model_source,
     serve,
@@ -440,10 +444,251 @@ def test_unexpected_failures_are_json_not_html(
     assert response.json()["error"]["type"] == "server_error"
 
     # a failure during generation of a stream: reported in-band, then the stream still ends
-    monkeypatch.setattr(engine, "_generate_ids", boom)
+    # (the model itself fails, so whichever path the stream takes, batched or not, meets it)
+    monkeypatch.setattr(engine.model, "generate", boom)
     with client.stream(
         "POST", "/v1/chat/completions", json={"messages": HELLO, "stream": True}
     ) as streamed:
         events = sse_events(streamed)
     assert events[-1] == "[DONE]"
     assert any("server_error" in e for e in events[:-1])
+
+
+# --------------------------------------------------------------------------- batching
+
+
+VARIED = [
+    ("hi", 24),
+    ("What is the capital of France?", 24),
+    ("fox fox", 10),
+    ("你好", 17),
+    ("1 + 2", 24),
+    ("def add(a, b):", 5),
+    ("Summarise the text", 24),
+    ("The quick brown fox", 1),
+    ("a b c", 24),
+    ("Paris " * 30, 24),
+]
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="module")
+def varied_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with larger random weights, so greedy answers differ from prompt to
+    prompt (the plain one answers newlines to everything), and a scaled ``<|im_end|>``
+    embedding, so some answers stop early and others run to their cap."""
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tiny_llama(tmp_path_factory.mktemp("varied-model"))
+    model = LlamaForCausalLM.from_pretrained(folder)
+    end = PreTrainedTokenizerFast.from_pretrained(folder).convert_tokens_to_ids("<|im_end|>")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0, 0.3)
+        model.model.embed_tokens.weight[end] *= 2.5
+    model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single_engine(varied_model_dir: Path) -> ChatEngine:
+    return ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=1)
+
+
+@pytest.fixture(scope="module")
+def references(single_engine: ChatEngine) -> list[Completion]:
+    """Greedy answers one request at a time: what every batched path must reproduce."""
+    assert single_engine.batcher is None
+    answers = [single_engine.complete(chat(text), max_tokens=cap) for text, cap in VARIED]
+    assert len({a.text for a in answers}) == len(answers)  # the answers really differ
+    assert {a.finish_reason for a in answers} == {"stop", "length"}  # early stops and caps
+    return answers
+
+
+def test_one_batched_generate_gives_each_request_its_own_greedy_answer(
+    varied_model_dir: Path, references: list[Completion]
+) -> None:
+    from transformers import TextIteratorStreamer
+
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=16)
+    jobs = []
+    for k, (text, cap) in enumerate(VARIED):
+        streamer = (
+            TextIteratorStreamer(engine.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            if k % 2
+            else None
+        )
+        jobs.append(_Job(engine._prepare(chat(text), None, max_tokens=cap), streamer=streamer))
+    assert len({len(job.prepared.input_ids) for job in jobs}) > 1  # left padding is exercised
+    engine._generate_batch(jobs)  # all ten rows in one generate
+    for job, reference in zip(jobs, references, strict=True):
+        assert job.done.is_set()
+        assert engine._summarise(job.prepared, job.result()) == reference
+        if job.streamer is not None:  # streamed rows: the pieces make the same answer
+            assert "".join(job.streamer).strip() == reference.text
+
+
+def test_concurrent_requests_through_the_batcher_match_one_at_a_time(
+    varied_model_dir: Path, references: list[Completion]
+) -> None:
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=4)
+    assert engine.batcher is not None
+    results: list[Any] = [None] * len(VARIED)
+
+    def ask(k: int) -> None:
+        text, cap = VARIED[k]
+        if k % 2:
+            stream = engine.stream(chat(text), max_tokens=cap)
+            pieces = "".join(stream).strip()
+            results[k] = Completion(pieces, stream.usage, stream.finish_reason)  # type: ignore[arg-type]
+        else:
+            results[k] = engine.complete(chat(text), max_tokens=cap)
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(VARIED))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert results == references
+    assert engine.batcher.batched_requests == len(VARIED)  # every one went through a batch
+    assert engine.batcher.batches <= len(VARIED)
+
+
+def test_batcher_groups_only_requests_that_can_share_a_batch(varied_model_dir: Path) -> None:
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=3)
+    batcher = engine.batcher
+    assert batcher is not None
+    batcher.wait_seconds = 0
+    sample = GenerationParams(strategy="sample")
+
+    def job(cap: int, room: int = 200, params: GenerationParams | None = None) -> _Job:
+        made = _Job(engine._prepare(chat("hi"), params, max_tokens=cap))
+        made.room = room
+        return made
+
+    # a long prompt leaves room for 4 tokens: a batch generating 8 would run past its context
+    jobs = [job(8), job(4), job(8, params=sample), job(4, room=4), job(2), job(3), job(5)]
+    batcher._waiting = list(jobs)
+    # oldest first; at most max_batch; other settings (sampling) or a cap past a prompt's
+    # room wait for a later batch
+    assert batcher._take() == [jobs[0], jobs[1], jobs[4]]
+    assert batcher._take() == [jobs[2]]
+    assert batcher._take() == [jobs[3], jobs[5]]  # caps 4 and 3 fit the room of 4
+    assert batcher._take() == [jobs[6]]
+    batcher.idle_seconds = 0
+    assert batcher._take() is None and batcher._thread is None  # idle: the worker ends
+
+
+def test_seeded_and_beam_requests_run_on_their_own(varied_model_dir: Path) -> None:
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=8)
+    assert engine.batcher is not None
+    sample = GenerationParams(strategy="sample", temperature=0.9)
+    beam = GenerationParams(strategy="beam", num_beams=2)
+    seeded = engine._prepare(chat("hi"), sample, max_tokens=6, seed=3)
+    assert not engine.batcher.accepts(seeded)
+    assert not engine.batcher.accepts(engine._prepare(chat("hi"), beam, max_tokens=6))
+    assert engine.batcher.accepts(engine._prepare(chat("hi"), sample, max_tokens=6))
+    assert engine.batcher.accepts(engine._prepare(chat("hi"), None, max_tokens=6))
+    single = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=1)
+    for params in (sample, beam):
+        ours = engine.complete(chat("fox fox"), params, max_tokens=6, seed=3)
+        assert ours == single.complete(chat("fox fox"), params, max_tokens=6, seed=3)
+    assert engine.batcher.batched_requests == 0
+
+
+def test_a_cancelled_row_leaves_its_batch_and_the_others_finish(
+    varied_model_dir: Path, references: list[Completion]
+) -> None:
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=4)
+    jobs = [_Job(engine._prepare(chat(text), None, max_tokens=cap)) for text, cap in VARIED[:3]]
+    jobs[1].cancel.set()  # its client went away
+    engine._generate_batch(jobs)
+    assert jobs[1].done.is_set() and jobs[1].tokens == []
+    for k in (0, 2):
+        assert engine._summarise(jobs[k].prepared, jobs[k].result()) == references[k]
+
+
+def test_a_failed_batch_fails_its_requests_and_the_next_batch_runs(
+    varied_model_dir: Path, references: list[Completion], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=4)
+    assert engine.batcher is not None
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.model, "generate", boom)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            engine.complete(chat(VARIED[0][0]), max_tokens=VARIED[0][1])
+        stream = engine.stream(chat(VARIED[1][0]), max_tokens=VARIED[1][1])
+        with pytest.raises(RuntimeError, match="out of memory"):
+            list(stream)
+    assert engine.complete(chat(VARIED[0][0]), max_tokens=VARIED[0][1]) == references[0]
+
+
+def test_http_server_batches_concurrent_clients_with_one_at_a_time_answers(
+    varied_model_dir: Path, references: list[Completion]
+) -> None:
+    model_server = ModelServer(LocalFolderSource(varied_model_dir), poll_seconds=0, max_batch=8)
+    answers: list[Any] = [None] * len(VARIED)
+    with BackgroundServer(model_server) as server:
+
+        def ask(k: int) -> None:
+            text, cap = VARIED[k]
+            body = {"messages": chat(text), "max_tokens": cap, "temperature": 0}
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                if k % 2 == 0:
+                    data = http.post("/v1/chat/completions", json=body).json()
+                    answers[k] = (
+                        data["choices"][0]["message"]["content"],
+                        data["choices"][0]["finish_reason"],
+                        data["usage"]["completion_tokens"],
+                    )
+                    return
+                body.update(stream=True, stream_options={"include_usage": True})
+                with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                    chunks = [json.loads(e) for e in sse_events(response)[:-1]]
+                text_out = "".join(
+                    c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]
+                )
+                answers[k] = (
+                    text_out.strip(),
+                    chunks[-2]["choices"][0]["finish_reason"],
+                    chunks[-1]["usage"]["completion_tokens"],
+                )
+
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(VARIED))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        health = httpx.get(server.url + "/health").json()
+    expected = [(r.text, r.finish_reason, r.usage.completion_tokens) for r in references]
+    assert answers == expected
+    assert health["max_batch"] == 8 and health["batched_requests"] == len(VARIED)
+
+
+def test_serve_command_passes_max_batch(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from sftops.cli import app
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr("sftops.serving.serve", lambda *a, **k: calls.append(k))
+    monkeypatch.chdir(repo_root)
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "1"])
+    assert result.exit_code == 0, result.output
+    assert calls[-1]["max_batch"] == 1
+    assert runner.invoke(app, ["serve", "--model", str(model_dir)]).exit_code == 0
+    assert calls[-1]["max_batch"] == DEFAULT_MAX_BATCH
+    assert runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "0"]).exit_code
