@@ -116,6 +116,8 @@ def main() -> int:
             [sys.executable, *sys.argv], env={**os.environ, **AVX2_ENV}, check=False
         ).returncode
 
+    # Idle OpenMP workers that spin slow generation down 5-20x on shared cores (see serve_bench).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from sftops.config import GenerationParams, Params
