@@ -361,6 +361,16 @@ class EvaluateParams(Section):
     compare_base: bool = Field(True, description="Also evaluate the base model.")
     bootstrap_resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples.")
     human_eval_rows: int = Field(30, ge=0, description="Rows in the human-evaluation sheet.")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Decoding engine: hf (transformers, any machine) or vllm (GPU; needs the "
+        "vllm package).",
+    )
+    cache_answers: bool = Field(
+        True,
+        description="Reuse a model's answers from an earlier run when the model files, test "
+        "prompts, generation params and engine are the same (kept in paths.cache_dir).",
+    )
     label_aliases: dict[str, str] = Field(
         default_factory=lambda: {
             "正面": "positive",
