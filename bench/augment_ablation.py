@@ -1,11 +1,16 @@
-"""Ablation: held-out loss after the same short training run with and without augmentation.
+"""Ablation: does augmentation help? Both settings of issue 13, side by side in one table.
 
-    python bench/augment_ablation.py [--set train.max_steps=24 ...]
+    python bench/augment_ablation.py [--setting lowres_en_100 --setting full_train]
+                                     [--set train.max_steps=12 ...] [--previous FILE] [--no-mlflow]
 
-Both runs use params.yaml (plus overrides) and differ only in `train.use_augmented`; the held-out
-figure is the mean per-token loss on the *test* split (validation drives early stopping and
-best-checkpoint choice, so it is not a clean held-out set). Reads the splits written by
-`sftops run` / `dvc repro augment`.
+Each setting trains twice from the same seed and steps (with / without augmentation), evaluates
+both on the same test rows and reports the paired-bootstrap difference of the primary metric
+and of the per-row reference loss (``sftops.augment.ablation``; ``sftops ablate augment`` runs
+one setting). Reads the splits written by the data stages (`sftops run --no-train`).
+Results: ``bench/results/ablation/<setting>.json|.md`` and ``bench/results/augment_ablation.md``.
+
+``--previous FILE``: reuse settings already in that JSON (a finished setting is not rerun:
+training on CPU is deterministic).
 """
 
 from __future__ import annotations
@@ -13,85 +18,67 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sftops.augment.ablation import AblationSetting, run_ablation, table_markdown  # noqa: E402
 from sftops.config import load_params, parse_override  # noqa: E402
-from sftops.evaluation.evaluate import reference_nll  # noqa: E402
-from sftops.io import read_table  # noqa: E402
-from sftops.modeling.models import load_causal_lm, load_tokenizer, resolve_model_path  # noqa: E402
-from sftops.modeling.train import train  # noqa: E402
 
-
-def test_loss(model_dir: Path, params: Any) -> float:
-    tokenizer = load_tokenizer(model_dir)
-    model: Any = load_causal_lm(model_dir, tokenizer=tokenizer)
-    return reference_nll(model, tokenizer, read_table(params.paths.split("test")), params)
+# Small CPU budget: a short run that still moves the model (last 4 layers, higher lr, short
+# rows); the same for both settings and both arms.
+CPU_OVERRIDES: dict[str, Any] = {
+    "train.max_steps": 12,
+    "train.max_length": 128,
+    "train.method": "freeze",
+    "train.trainable_layers": 4,
+    "train.lr": 3e-4,
+    "train.batch_size": 4,
+    "train.grad_accum": 1,
+    "train.eval_every": 12,
+    "train.save_every": 12,
+    "train.max_eval_rows": 32,
+    "evaluate.generation.max_new_tokens": 24,
+    "evaluate.generation.batch_size": 32,
+}
+SETTINGS = {
+    # Low resource: 100 English classification / short-answer rows.
+    "lowres_en_100": AblationSetting(
+        "lowres_en_100", train_rows=100, tasks=("classification", "qa"), languages=("en",)
+    ),
+    # The whole train split (both languages, every task), 60 test rows.
+    "full_train": AblationSetting("full_train", test_rows=60),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setting", action="append", choices=sorted(SETTINGS), default=[])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument(
-        "--previous",
-        type=Path,
-        default=None,
-        help="reuse results of runs already in this JSON (training on CPU is "
-        "deterministic, so a finished run need not be repeated)",
-    )
+    parser.add_argument("--previous", type=Path, default=None)
+    parser.add_argument("--no-mlflow", action="store_true")
     args = parser.parse_args()
-    overrides = dict(parse_override(o) for o in args.overrides)
+    overrides = {**CPU_OVERRIDES, **dict(parse_override(o) for o in args.overrides)}
     results: dict[str, Any] = json.loads(args.previous.read_text()) if args.previous else {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, augmented in (("with_augmentation", True), ("without_augmentation", False)):
-            if name in results:
-                continue
-            run = Path(tmp) / name
-            params = load_params(
-                ROOT / "params.yaml",
-                {
-                    **overrides,
-                    "train.use_augmented": augmented,
-                    "paths.model_dir": str(run / "model"),
-                    "paths.checkpoints_dir": str(run / "ck"),
-                },
-            )
-            train_path = params.paths.train_aug if augmented else params.paths.split("train")
-            result = train(
-                params,
-                read_table(train_path),
-                read_table(params.paths.split("validation")),
-                progress=False,
-            )
-            results[name] = {
-                "train_rows": result.encoding["rows"],
-                "steps": result.steps,
-                "tokens": result.tokens,
-                "base_val_loss": result.base_val_loss,
-                "best_val_loss": result.best_val_loss,
-                "test_loss": test_loss(run / "model", params),
-            }
-            print(name, json.dumps(results[name]), flush=True)
-        base = resolve_model_path(params.train.base_model, params.paths.cache_dir)
-        results["base_model_test_loss"] = test_loss(base, params)
-    print(
-        f"\nheld-out (test split) loss per target token, {results['with_augmentation']['steps']}"
-        " steps each"
-    )
-    print(f"  base model            {results['base_model_test_loss']:.4f}")
-    for name in ("without_augmentation", "with_augmentation"):
-        r = results[name]
-        print(
-            f"  {name:21s} {r['test_loss']:.4f}   (train rows {r['train_rows']}, "
-            f"best val {r['best_val_loss']:.4f})"
+    out = ROOT / "bench" / "results"
+    for name in args.setting or list(SETTINGS):
+        if name in results:
+            print(f"{name}: reused from {args.previous}")
+            continue
+        params = load_params(ROOT / "params.yaml", overrides)
+        results[name] = run_ablation(
+            params, SETTINGS[name], out / "ablation", mlflow=not args.no_mlflow
         )
-    out = ROOT / "bench" / "results" / "augment_ablation.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+        print(table_markdown([results[name]]), flush=True)
+    table = table_markdown(list(results.values()))
+    print(table)
+    (out / "augment_ablation.json").write_text(json.dumps(results, indent=2))
+    (out / "augment_ablation.md").write_text(
+        "# Augmentation ablation (with minus without; paired bootstrap, 95% CI)\n\n"
+        f"Overrides: `{json.dumps(overrides)}`\n\n{table}"
+    )
 
 
 if __name__ == "__main__":

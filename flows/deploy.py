@@ -6,8 +6,8 @@
   ``SFTOPS_RUN_CONCURRENCY`` (default 2: the nightly and a UI custom run together) with strategy
   ENQUEUE, so a third trigger waits in the queue until one finishes (a machine-size limit, not a
   correctness one);
-- ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``: triggered from the UI or
-  ``prefect deployment run``.
+- ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``,
+  ``ablate_augment/manual``: triggered from the UI or ``prefect deployment run``.
 
 Needs ``PREFECT_API_URL`` pointing at a Prefect server (``sftops ui`` starts one and this
 process); runs execute as subprocesses in the current directory (the repository root).
@@ -32,6 +32,7 @@ def deployments(
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
+    from flows.ablate import ablate_augment
     from flows.data_refresh import data_refresh
     from flows.evaluate_model import evaluate_model
     from flows.promote import promote
@@ -62,6 +63,15 @@ def deployments(
         promote.to_deployment(
             name="manual",
             description="Gate a registered version; optionally pause for a reviewer.",
+            tags=["sftops"],
+        ),
+        ablate_augment.to_deployment(
+            name="manual",
+            concurrency_limit=ConcurrencyLimitConfig(  # two trainings: one ablation at a time
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+            description="Train with and without augmentation (same seed and steps); "
+            "paired bootstrap of the primary metric and the loss.",
             tags=["sftops"],
         ),
     ]

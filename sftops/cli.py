@@ -429,6 +429,50 @@ def _run_without_prefect(
         remove_workspace(ws)
 
 
+ablate_app = typer.Typer(help="Ablations: train with and without a pipeline feature, compare.")
+app.add_typer(ablate_app, name="ablate")
+
+
+@ablate_app.command("augment")
+def ablate_augment_command(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    name: Annotated[str, typer.Option(help="Setting name (file name of the result).")] = "default",
+    train_rows: Annotated[
+        int | None, typer.Option(help="Train rows per arm before augmentation (by hash).")
+    ] = None,
+    test_rows: Annotated[int | None, typer.Option(help="At most this many test rows.")] = None,
+    task: Annotated[
+        list[str] | None, typer.Option(help="Only rows of this task (repeatable).")
+    ] = None,
+    lang: Annotated[
+        list[str] | None, typer.Option(help="Only rows of this language (repeatable).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Result folder (default reports/ablation).")
+    ] = None,
+    mlflow: Annotated[bool, typer.Option(help="Log the comparison to MLflow.")] = True,
+) -> None:
+    """Train with and without augmentation (same seed, steps, test rows); print the paired-
+    bootstrap difference of the primary metric and the loss."""
+    _setup_logging()
+    try:
+        from sftops.augment.ablation import AblationSetting, run_ablation, table_markdown
+
+        setting = AblationSetting(
+            name=name,
+            train_rows=train_rows,
+            test_rows=test_rows,
+            tasks=tuple(task or ()),
+            languages=tuple(lang or ()),
+        )
+        summary = run_ablation(_load(params, set_), setting, out, mlflow=mlflow)
+    except SftopsError as err:
+        _fail(err)
+        return
+    typer.echo(table_markdown([summary]))
+
+
 def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -233,15 +233,44 @@ class AugmentFilterParams(Section):
     )
     min_length_ratio: float = Field(0.5, gt=0, description="Minimum new/original length.")
     max_length_ratio: float = Field(2.0, gt=0, description="Maximum new/original length.")
+    fluency_model: str | None = Field(
+        "smollm2-135m-instruct",
+        description="Causal LM (built-in name or folder) scoring how much less likely a "
+        "candidate is than its original; null turns the fluency check off.",
+    )
+    max_nll_increase: float = Field(
+        1.0,
+        description="Synonym candidates: reject when the summed token NLL rises by more than "
+        "this (nats) over the original's (chosen on the tuning half of the labelled set).",
+    )
+    max_nll_increase_backtranslation: float = Field(
+        2.0, description="The same for back-translated candidates (a round trip rewords more)."
+    )
+    max_nll_increase_zh: float = Field(
+        1.0,
+        description="The same for Chinese candidates (the LM knows little Chinese: measured "
+        "precision is low, see bench/results/augment_filter.json).",
+    )
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32",
+        description="Embedding precision. fp32 gives the same accepted rows on every CPU; bf16 "
+        "is ~2.4x faster where the CPU has AMX/AVX512-BF16 but decisions near the threshold "
+        "then depend on the machine; auto = bf16 on such CPUs and GPUs, else fp32.",
+    )
 
 
 class AugmentParams(Section):
-    enabled: bool = Field(True, description="Run augmentation (false copies train through).")
+    enabled: bool = Field(
+        False,
+        description="Run augmentation (false copies train through). Off by default: the "
+        "ablation in bench/results/augment_ablation.md found no gain (see params.yaml).",
+    )
     max_rows: int | None = Field(
         None, ge=0, description="Augment at most this many train rows (chosen by hash)."
     )
     languages: list[str] = Field(
-        default_factory=lambda: ["en"], description="Languages of rows eligible for augmentation."
+        default_factory=lambda: ["en"],
+        description="Languages of rows eligible for augmentation (en, zh).",
     )
     fields: list[PromptField] = Field(
         default_factory=lambda: list(get_args(PromptField)),
@@ -351,6 +380,16 @@ class EvaluateParams(Section):
     compare_base: bool = Field(True, description="Also evaluate the base model.")
     bootstrap_resamples: int = Field(1000, ge=10, description="Paired bootstrap resamples.")
     human_eval_rows: int = Field(30, ge=0, description="Rows in the human-evaluation sheet.")
+    engine: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="Decoding engine: hf (transformers, any machine) or vllm (GPU; needs the "
+        "vllm package).",
+    )
+    cache_answers: bool = Field(
+        True,
+        description="Reuse a model's answers from an earlier run when the model files, test "
+        "prompts, generation params and engine are the same (kept in paths.cache_dir).",
+    )
     label_aliases: dict[str, str] = Field(
         default_factory=lambda: {
             "正面": "positive",

@@ -78,3 +78,49 @@ def word_shingles(words: list[str], n: int = 2) -> set[str]:
     if len(words) <= n:
         return {" ".join(words)} if words else set()
     return set(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))
+
+
+def _byte_table(keep: str, lower: bool = True) -> bytes:
+    """A bytes.translate table: upper-case ASCII letters lower-cased, bytes of ``keep`` kept,
+    every other byte a space."""
+    table = bytearray(b" " * 256)
+    for c in keep:
+        table[ord(c)] = ord(c)
+    if lower:
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            table[ord(c)] = ord(c.lower())
+    return bytes(table)
+
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_WORD_TABLE = _byte_table(_LOWER + "0123456789_")
+_LETTER_TABLE = _byte_table(_LOWER)
+_NOT_ALNUM = bytes(b for b in range(256) if not chr(b).isascii() or not chr(b).isalnum())
+
+
+def ascii_words(text: str) -> list[str]:
+    """``re.findall(r"\\w+", text.lower())`` for an ASCII text, without the regex.
+
+    >>> ascii_words("Hello, World_2 x-y!")
+    ['hello', 'world_2', 'x', 'y']
+    """
+    return text.encode("ascii").translate(_WORD_TABLE).decode("ascii").split()
+
+
+def ascii_letter_words(text: str) -> list[bytes]:
+    """``re.findall("[a-z]+", text.lower())`` for an ASCII text, as bytes.
+
+    >>> ascii_letter_words("It's 3 o'clock")
+    [b'it', b's', b'o', b'clock']
+    """
+    return text.encode("ascii").translate(_LETTER_TABLE).split()
+
+
+def ascii_alnum_core(text: str) -> bytes:
+    """The letters (lower-cased) and digits of an ASCII text: ``re.sub(r"[\\W_]+", "",
+    text.lower())`` as bytes.
+
+    >>> ascii_alnum_core("Hello,  World_2!")
+    b'helloworld2'
+    """
+    return text.encode("ascii").translate(_WORD_TABLE, _NOT_ALNUM)

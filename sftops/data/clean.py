@@ -6,6 +6,7 @@ report counts both (rows in = rows kept + rows quarantined).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
@@ -19,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sftops.config import CleanParams, Params
 from sftops.data.dedup import (
@@ -27,11 +30,11 @@ from sftops.data.dedup import (
     near_duplicate_representatives,
 )
 from sftops.data.langid import detector_languages, fast_languages
-from sftops.data.pii import scrub_many
+from sftops.data.pii import scrub_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
 from sftops.rowkeys import dedup_key, join_text
-from sftops.text import has_cjk, shingles, word_shingles
+from sftops.text import ascii_alnum_core, ascii_words, has_cjk, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
 CODE_FENCE_RE = re.compile(r"(```.*?(?:```|$))", re.DOTALL)
@@ -132,6 +135,52 @@ def normalise_text(text: str, unicode_nfkc: bool = True, html_strip: bool = True
     return _outside_code(text, _tidy_whitespace).strip()
 
 
+# A text showing none of these (RE2 syntax) can only change by ``strip()`` in normalise_text:
+# not NFKC-able (printable ASCII), no control character, newline or tab, no markup or entity
+# character, no code fence, no run of spaces.
+_NEEDS_NORMALISING_RE2 = r"[^\x20-\x7e]|[<&`]|  "
+
+
+def normalise_texts(
+    texts: Sequence[str], unicode_nfkc: bool = True, html_strip: bool = True
+) -> list[str]:
+    """``normalise_text`` of each text; one vectorised regex pass picks the texts that need the
+    per-text work, the others are only stripped.
+
+    >>> normalise_texts([" plain text ", "<b>bold</b>  x"])
+    ['plain text', 'bold x']
+    """
+    if not texts:
+        return []
+    needs = pc.match_substring_regex(pa.array(texts, pa.string()), _NEEDS_NORMALISING_RE2)
+    return [
+        normalise_text(t, unicode_nfkc, html_strip) if hard else t.strip()
+        for t, hard in zip(texts, needs.to_numpy(zero_copy_only=False).tolist(), strict=True)
+    ]
+
+
+_ASCII_ALNUM_BYTES = bytes(c for c in range(128) if chr(c).isalnum())
+_NOT_ASCII_ALNUM_BYTES = bytes(c for c in range(256) if bytes([c]) not in _ASCII_ALNUM_BYTES)
+_ASCII_SPACE_BYTES = b" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"  # what \s matches in ASCII text
+
+
+def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
+    """``alnum_ratio`` of each text; ASCII texts are counted with ``bytes.translate``.
+
+    >>> alnum_ratios(["ab!!", "你好！", "", " \t"]).tolist()
+    [0.5, 0.6666666666666666, 1.0, 1.0]
+    """
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, text in enumerate(texts):
+        if not text.isascii():
+            out[i] = alnum_ratio(text)
+            continue
+        raw = text.encode("ascii")
+        chars = len(raw.translate(None, _ASCII_SPACE_BYTES))
+        out[i] = len(raw.translate(None, _NOT_ASCII_ALNUM_BYTES)) / chars if chars else 1.0
+    return out
+
+
 def repetition_ratio(text: str, n: int = 3) -> float:
     """Fraction of word (or CJK character) n-grams that repeat an earlier one.
 
@@ -148,6 +197,30 @@ def _repetition(tokens: list[str], n: int = 3) -> float:
         return 0.0
     grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
     return 1 - len(set(grams)) / len(grams)
+
+
+def _key_of_core(core: bytes) -> str:
+    """``rowkeys.dedup_key`` of a text already reduced to its lower-cased letters and digits.
+
+    >>> from sftops.text import ascii_alnum_core
+    >>> _key_of_core(ascii_alnum_core("Hello, World_2!")) == dedup_key("Hello, World_2!")
+    True
+    """
+    return hashlib.blake2b(core, digest_size=8).hexdigest()
+
+
+def _may_repeat(n_tokens: int, n_distinct_bigrams: int, limit: float) -> bool:
+    """False when the trigram repetition of a text cannot exceed ``limit``: a trigram that
+    repeats an earlier one starts with a bigram that does, so the repeated trigrams are at most
+    the repeated bigrams (the margin keeps float rounding on the safe side).
+
+    >>> _may_repeat(10, 9, 0.5), _may_repeat(10, 3, 0.5)
+    (False, True)
+    """
+    if n_tokens < 6:  # _repetition calls a text this short not repetitive
+        return False
+    repeated_bigrams = (n_tokens - 1) - n_distinct_bigrams
+    return repeated_bigrams >= (limit - 1e-9) * (n_tokens - 2)
 
 
 def alnum_ratio(text: str) -> float:
@@ -205,6 +278,19 @@ class CleanResult:
     quarantine: pd.DataFrame  # the rows plus `reason` and `detail`
     modified: dict[str, int]
 
+    def fingerprint(self) -> str:
+        """Hash of the kept and quarantined rows (values and dtypes) and the counts: equal
+        fingerprints mean identical clean outputs (used to check that speed-ups change
+        nothing)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for frame in (self.kept, self.quarantine):
+            digest.update(frame.to_json(orient="split", force_ascii=False).encode())
+            digest.update(str(list(frame.dtypes.astype(str))).encode())
+        digest.update(json.dumps(self.modified, sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
     def summary(self, examples_per_reason: int = 3) -> dict[str, Any]:
         reasons = self.quarantine["reason"].value_counts().to_dict() if len(self.quarantine) else {}
         examples: dict[str, list[dict[str, str]]] = {}
@@ -259,15 +345,15 @@ def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
     normalised = 0
     for name in TEXT_FIELDS:
         before = columns[name]
-        after = [edit(t) for t in before]
+        after = normalise_texts(before, cfg.normalize_unicode, cfg.strip_html)
         normalised += sum(a != b for a, b in zip(after, before, strict=True))
         out[name] = after
     history = [_map_history(h, edit) for h in columns["history"]]
     pii: dict[str, Counter[str]] = {name: Counter() for name in TEXT_FIELDS}
     if cfg.scrub_pii:
         for name in TEXT_FIELDS:
-            scrubbed, counts = scrub_many(out[name], cfg.pii_kinds)
-            for found in counts:
+            scrubbed, found_in = scrub_column(out[name], cfg.pii_kinds)
+            for _, found in found_in:
                 for kind, n in found.items():
                     pii[name][f"pii_{kind}"] += n
             out[name] = scrubbed
@@ -293,10 +379,31 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     and for the rows left: the exact-dedup key and the MinHash signature.
 
     A row whose key an earlier row of the chunk that passed the filters already has is an exact
-    duplicate whatever the other chunks hold, so it gets no signature.
+    duplicate whatever the other chunks hold, so it gets no signature. Lengths, alnum ratios
+    and dedup keys of ASCII text are computed column-wise; the rest row by row.
     """
     simplified: dict[str, list[tuple[int, str]]] = {name: [] for name in TEXT_FIELDS}
     n_simplified = 0
+    langs, row_ids = columns["lang"], columns["row_id"]
+    fields = {name: list(columns[name]) for name in TEXT_FIELDS}
+    if cfg.to_simplified:
+        for i, lang in enumerate(langs):
+            if lang != "zh":
+                continue
+            for name in TEXT_FIELDS:
+                converted = to_simplified(fields[name][i])
+                if converted != fields[name][i]:
+                    fields[name][i] = converted
+                    simplified[name].append((i, converted))
+                    n_simplified += 1
+    texts = _full_texts({**fields, "history": columns["history"]})
+    n = len(texts)
+    if n == 0:
+        return _Finished(simplified, n_simplified, [], [])
+    lengths = pc.utf8_length(pa.array(texts, pa.string())).to_numpy(zero_copy_only=False)
+    instruction_chars = [len(t.strip()) for t in fields["instruction"]]
+    output_chars = [len(t.strip()) for t in fields["output"]]
+    alnum = np.minimum(alnum_ratios(fields["instruction"]), alnum_ratios(fields["output"]))
     reasons: list[str | None] = []
     keys: list[str | None] = []
     signature_rows: list[int] = []
@@ -304,45 +411,55 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     seen: set[str] = set()
     allowed = set(cfg.languages) | {"und"}
     nd = cfg.near_dedup
-    system, history = columns["system"], columns["history"]
-    instructions, inputs, outputs = columns["instruction"], columns["input"], columns["output"]
-    for i, (lang, row_id) in enumerate(zip(columns["lang"], columns["row_id"], strict=True)):
-        row = {"system": system[i], "instruction": instructions[i], "input": inputs[i]}
-        row["output"] = outputs[i]
-        if cfg.to_simplified and lang == "zh":
-            for name in TEXT_FIELDS:
-                converted = to_simplified(row[name])
-                if converted != row[name]:
-                    row[name] = converted
-                    simplified[name].append((i, converted))
-                    n_simplified += 1
-        instruction, output = row["instruction"], row["output"]
-        text = join_text(row["system"], history[i], instruction, row["input"], output)
-        lowered = text.lower()
-        tokens: list[str] = []
-        if len(instruction.strip()) < cfg.min_instruction_chars:
+    bigram_shortcut = nd.enabled and nd.word_ngram == 2
+    for i, text in enumerate(texts):
+        bigrams: set[str] | None = None
+        if instruction_chars[i] < cfg.min_instruction_chars:
             reason: str | None = "empty_instruction"
-        elif len(output.strip()) < cfg.min_output_chars:
+        elif output_chars[i] < cfg.min_output_chars:
             reason = "empty_output"
-        elif len(text) > cfg.max_chars:
+        elif lengths[i] > cfg.max_chars:
             reason = "too_long"
-        elif _repetition(tokens := WORD_OR_CJK_RE.findall(lowered)) > cfg.max_repetition:
-            reason = "repetitive"
-        elif min(alnum_ratio(instruction), alnum_ratio(output)) < cfg.min_alnum_ratio:
-            reason = "low_alnum_ratio"
-        elif lang not in allowed:
-            reason = "language"
         else:
-            reason = None
+            if text.isascii():
+                ascii_, tokens = True, ascii_words(text)
+            else:
+                lowered = text.lower()
+                tokens = WORD_OR_CJK_RE.findall(lowered)
+                ascii_ = lowered.isascii()
+            # The bigrams bound the trigram repetition (see _may_repeat), and they are the
+            # near-dedup shingles of this row.
+            if bigram_shortcut and ascii_ and len(tokens) > 2:
+                bigrams = word_shingles(tokens, 2)
+                repetitive = _may_repeat(len(tokens), len(bigrams), cfg.max_repetition) and (
+                    _repetition(tokens) > cfg.max_repetition
+                )
+            else:
+                repetitive = _repetition(tokens) > cfg.max_repetition
+            if repetitive:
+                reason = "repetitive"
+            elif alnum[i] < cfg.min_alnum_ratio:
+                reason = "low_alnum_ratio"
+            elif langs[i] not in allowed:
+                reason = "language"
+            else:
+                reason = None
         reasons.append(reason)
         key = None
         if reason is None:
-            key = dedup_key(text) if cfg.exact_dedup else row_id
+            if not cfg.exact_dedup:
+                key = row_ids[i]
+            elif text.isascii():
+                key = _key_of_core(ascii_alnum_core(text))
+            else:
+                key = dedup_key(text)
             if nd.enabled and key not in seen:
                 seen.add(key)
                 signature_rows.append(i)
                 # On ASCII text the repetition tokens are the shingles' words (\w+ runs).
-                if lowered.isascii():
+                if bigrams is not None:
+                    token_sets.append(bigrams)
+                elif ascii_:
                     token_sets.append(word_shingles(tokens, nd.word_ngram))
                 else:
                     token_sets.append(shingles(text, nd.word_ngram, nd.char_ngram))

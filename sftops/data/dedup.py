@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from itertools import chain
 
 import numpy as np
 from scipy.integrate import quad
@@ -70,9 +71,9 @@ def minhash_of_sets(token_sets: Sequence[set[str]], num_perm: int) -> np.ndarray
     out = np.empty((len(token_sets), num_perm), dtype=np.uint32)
     for start in range(0, len(token_sets), SIGNATURE_CHUNK_ROWS):
         chunk = [s or _EMPTY_SET for s in token_sets[start : start + SIGNATURE_CHUNK_ROWS]]
-        out[start : start + len(chunk)] = RMinHash.digests_from_token_sets(
-            chunk, num_perm, MINHASH_SEED
-        )
+        rows = RMinHash.digests_from_token_sets(chunk, num_perm, MINHASH_SEED)
+        flat = np.fromiter(chain.from_iterable(rows), dtype=np.uint32, count=len(rows) * num_perm)
+        out[start : start + len(chunk)] = flat.reshape(len(rows), num_perm)
     return out
 
 

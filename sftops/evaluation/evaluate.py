@@ -128,10 +128,28 @@ def evaluate_model(name: str, path: Path, test: pd.DataFrame, params: Params) ->
     cfg = params.evaluate
     tokenizer = load_tokenizer(path)
     model: Any = load_causal_lm(path, tokenizer=tokenizer)
-    log.info("%s: generating %d answers", name, len(test))
-    generations = generate(
-        model, tokenizer, prompts_for(test, tokenizer), cfg.generation, progress=True
-    )
+    prompts = prompts_for(test, tokenizer)
+    cache, key, generations = None, "", None
+    if cfg.cache_answers:
+        from sftops.evaluation.cache import GenerationCache, folder_fingerprint, generation_key
+
+        cache = GenerationCache(Path(params.paths.cache_dir) / "eval_answers")
+        key = generation_key(
+            folder_fingerprint(path), prompts, cfg.generation, cfg.engine, model.device.type
+        )
+        generations = cache.get(key, len(prompts))
+        if generations is not None:
+            log.info("%s: %d answers from the cache (%s)", name, len(generations), key)
+    if generations is None:
+        log.info("%s: generating %d answers", name, len(test))
+        if cfg.engine == "vllm":
+            from sftops.modeling.generate import generate_vllm
+
+            generations = generate_vllm(path, tokenizer, prompts, cfg.generation)
+        else:
+            generations = generate(model, tokenizer, prompts, cfg.generation, progress=True)
+        if cache is not None:
+            cache.put(key, generations)
     outputs = [g.text for g in generations]
     row_scores, corpus, report, predicted = score_outputs(
         outputs, test, cfg, params.validate_.labels

@@ -1,6 +1,15 @@
 """Batched generation with the KV cache: left padding, length-sorted batches, stop at the end
 of the assistant turn; greedy, beam search and sampling from params.
 
+Greedy decoding (the evaluation default) runs its own loop over the model's forward pass instead
+of ``model.generate``: a row that has emitted its end-of-turn token leaves the batch (its rows of
+the KV cache are dropped), and padding columns no remaining row needs are cut from the cache, so
+the compute per step follows the rows still generating. The logits are those of ``generate``
+(same forward, same position ids and attention mask), hence the same greedy tokens; beam search
+and sampling keep ``model.generate``. (transformers' continuous batching, ``generate_batch``,
+gives the same tokens but took about a minute for 12 prompts of a tiny model on CPU: it is built
+for GPUs.)
+
 Prompts are built with the same chat template as training (`formatting.generation_prompt`).
 """
 
@@ -61,9 +70,14 @@ def generate(
     prompts: Sequence[str],
     cfg: GenerationParams,
     progress: bool = False,
+    compact: bool = True,
 ) -> list[Generation]:
     """Generate for every prompt, in batches of similar length (less padding), results in the
-    order of ``prompts``."""
+    order of ``prompts``.
+
+    ``compact=False`` runs greedy decoding through plain ``model.generate`` too (the reference
+    the benchmark compares with).
+    """
     if not prompts:
         return []
     if cfg.strategy == "sample":
@@ -82,10 +96,15 @@ def generate(
         batch = tokenizer(
             [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(model.device)
-        generated = model.generate(**batch, **kwargs)
-        new = generated[:, batch["input_ids"].shape[1] :]
+        if cfg.strategy == "greedy" and compact:
+            new_rows = greedy_compact(
+                model, batch["input_ids"], batch["attention_mask"], cfg, sorted(stops)
+            )
+        else:
+            generated = model.generate(**batch, **kwargs)
+            new_rows = generated[:, batch["input_ids"].shape[1] :].tolist()
         for row, i in enumerate(index):
-            tokens = new[row].tolist()
+            tokens = new_rows[row]
             ended = next((k for k, t in enumerate(tokens) if t in stops), None)
             kept = tokens[:ended] if ended is not None else tokens
             out[i] = Generation(
@@ -98,11 +117,156 @@ def generate(
     return [g for g in out if g is not None]
 
 
+def _penalise_repeats(logits: Any, seen: Any, penalty: float) -> Any:
+    """transformers' repetition penalty: the logit of every token already in the row (prompt
+    included) is divided by ``penalty`` when positive, multiplied when negative."""
+    score = torch.gather(logits, 1, seen)
+    score = torch.where(score < 0, score * penalty, score / penalty)
+    return logits.scatter(1, seen, score)
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def greedy_compact(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    cfg: GenerationParams,
+    stops: Sequence[int],
+) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch; the new tokens of each row (up to and including
+    its stop token, at most ``cfg.max_new_tokens``).
+
+    Each step feeds only the rows still generating: finished rows are removed from the batch
+    and the KV cache, and the leading columns that are padding for every remaining row are cut.
+    Positions follow ``generate`` (``attention_mask.cumsum - 1``), so each row sees exactly the
+    logits it would see in ``model.generate`` on the same batch.
+    """
+    from transformers import DynamicCache
+
+    device = input_ids.device
+    n = input_ids.shape[0]
+    mask = attention_mask.clone()
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)  # as `generate` does
+    cache = DynamicCache(config=model.config)
+    accepted = _forward_parameters(model)
+    # transformers 5 renames `past_key_values` to `cache`; the cache object is filled in place.
+    cache_kw = {"cache": cache} if "cache" in accepted else {"past_key_values": cache}
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+    out = model(
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        **cache_kw,
+        **extra,
+    )
+    logits = out.logits[:, -1, :].float()
+    next_position = positions[:, -1] + 1
+    penalty = cfg.repetition_penalty
+    # Tokens each row has seen, pads replaced by the row's last prompt token (penalising a token
+    # twice is the same as once), for the repetition penalty.
+    seen = torch.where(mask.bool(), input_ids, input_ids[:, -1:]) if penalty != 1.0 else None
+    stop = torch.tensor(sorted(stops), dtype=torch.long, device=device)
+    alive = torch.arange(n, device=device)  # batch row -> original row
+    new: list[list[int]] = [[] for _ in range(n)]
+    for step in range(cfg.max_new_tokens):
+        if seen is not None:
+            logits = _penalise_repeats(logits, seen, penalty)
+        tokens = logits.argmax(dim=-1)
+        for row, token in zip(alive.tolist(), tokens.tolist(), strict=True):
+            new[row].append(token)
+        if step + 1 == cfg.max_new_tokens:
+            break
+        going = ~torch.isin(tokens, stop)
+        if not bool(going.all()):
+            if not bool(going.any()):
+                break
+            keep = torch.nonzero(going).squeeze(1)
+            alive, tokens, mask = alive[keep], tokens[keep], mask[keep]
+            next_position = next_position[keep]
+            seen = seen[keep] if seen is not None else None
+            cache.batch_select_indices(keep)
+            # Columns that are padding in every remaining row carry nothing: cut them.
+            lead = int((mask.sum(0) == 0).long().cumprod(0).sum())
+            if lead:
+                mask = mask[:, lead:]
+                for layer in cache.layers:
+                    layer.keys = layer.keys[:, :, lead:, :]
+                    layer.values = layer.values[:, :, lead:, :]
+        if seen is not None:
+            seen = torch.cat([seen, tokens[:, None]], dim=1)
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = model(
+            input_ids=tokens[:, None],
+            attention_mask=mask,
+            position_ids=next_position[:, None],
+            use_cache=True,
+            **cache_kw,
+        )
+        logits = out.logits[:, -1, :].float()
+        next_position = next_position + 1
+    return new
+
+
+def generate_vllm(
+    path: Any, tokenizer: Any, prompts: Sequence[str], cfg: GenerationParams
+) -> list[Generation]:
+    """Generate with vLLM (``evaluate.engine: vllm``; a GPU machine with vllm installed).
+
+    Prompts go in as token ids, encoded as the hf engine does (no special tokens added).
+    """
+    from sftops.errors import SftopsError
+
+    try:
+        import vllm
+    except ImportError as exc:
+        raise SftopsError(
+            "evaluate.engine is 'vllm' but the vllm package is not installed "
+            "(install it on a GPU machine, or set evaluate.engine: hf)"
+        ) from exc
+    if cfg.strategy == "beam":
+        raise SftopsError("evaluate.engine 'vllm' does not do beam search: use engine hf")
+    greedy = cfg.strategy == "greedy"
+    sampling = vllm.SamplingParams(
+        max_tokens=cfg.max_new_tokens,
+        stop_token_ids=stop_token_ids(tokenizer),
+        repetition_penalty=cfg.repetition_penalty,
+        temperature=0.0 if greedy else cfg.temperature,
+        top_p=1.0 if greedy else cfg.top_p,
+        top_k=-1 if greedy or cfg.top_k == 0 else cfg.top_k,
+        seed=cfg.seed,
+    )
+    llm = vllm.LLM(model=str(path), seed=cfg.seed)
+    inputs = [
+        {"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts
+    ]
+    out = []
+    for result in llm.generate(inputs, sampling):
+        first = result.outputs[0]
+        ended = first.finish_reason == "stop"
+        out.append(
+            Generation(
+                text=first.text.strip(),
+                new_tokens=len(first.token_ids),
+                hit_max_new_tokens=not ended,
+            )
+        )
+    return out
+
+
 def one_at_a_time(
     model: Any, tokenizer: Any, prompts: Sequence[str], cfg: GenerationParams
 ) -> tuple[list[Generation], float]:
-    """The reference: a plain `generate` call per prompt (for the benchmark)."""
+    """The reference: a plain `model.generate` call per prompt (for the benchmark and tests)."""
     single = cfg.model_copy(update={"batch_size": 1})
     started = time.perf_counter()
-    results = [generate(model, tokenizer, [p], single)[0] for p in prompts]
+    results = [generate(model, tokenizer, [p], single, compact=False)[0] for p in prompts]
     return results, time.perf_counter() - started

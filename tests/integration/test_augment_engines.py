@@ -112,3 +112,80 @@ def test_similarity_filter_rejects_a_meaning_change_and_keeps_a_paraphrase(
     assert (
         rejection_reason(original, changed, float(vectors[0] @ vectors[2]), cfg) == "low_similarity"
     )
+
+
+def test_chinese_rows_are_back_translated_with_a_seq2seq_model_and_counted_without(
+    tiny_marian: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sftops.augment import augment
+    from sftops.augment.augment import backtranslation_candidates
+
+    # The tiny model has 64 positions: generate a few tokens only.
+    monkeypatch.setattr(
+        augment,
+        "make_translator",
+        lambda engine, pivots, models, batch_size: Seq2SeqTranslator(models, 2, 8),
+    )
+    from sftops.config import AugmentParams
+    from tests.helpers import canonical_table
+
+    train = canonical_table(
+        [
+            {"instruction": "用一句话概括下面这段文字。", "input": "hello world", "output": "x"},
+            {"instruction": "Describe the cat.", "output": "A cat."},
+        ]
+    ).assign(lang=["zh", "en"])
+    folder = str(tiny_marian)
+    cfg = AugmentParams.model_validate(
+        {
+            "backtranslation": {
+                "engine": "seq2seq",
+                "pivots": ["en"],
+                "models": {"zh-en": folder, "en-zh": folder},
+            }
+        }
+    )
+    from collections import Counter
+
+    skipped: Counter[str] = Counter()
+    cache = TranslationCache(None)
+    candidates, bleu = backtranslation_candidates(train, [0, 1], cfg, cache, skipped)
+    assert [c.parent for c in candidates] == [0] and candidates[0].method == "backtranslation:en"
+    assert skipped == {"backtranslation_no_model_en": 1}  # English cannot pivot through itself
+    assert "zh:en" in bleu
+    assert {k for k in cache.entries} and len(cache.entries) >= 2  # both directions ran
+    no_models = cfg.model_copy(
+        update={"backtranslation": cfg.backtranslation.model_copy(update={"models": {}})}
+    )
+    skipped = Counter()
+    assert backtranslation_candidates(train, [0, 1], no_models, cache, skipped)[0] == []
+    assert skipped == {"backtranslation_no_model_zh": 1, "backtranslation_no_model_en": 1}
+
+
+def test_fp32_embeddings_are_the_default_and_keyed_by_precision() -> None:
+    import torch
+
+    from sftops.augment.similarity import embedder_name, embedding_dtype
+
+    assert AugmentFilterParams().precision == "fp32"
+    assert embedding_dtype("fp32") == torch.float32 and embedding_dtype() == torch.float32
+    assert embedding_dtype("bf16") == torch.bfloat16
+    assert embedder_name(None).endswith("-float32")
+    assert embedder_name(None, "bf16").endswith("-bfloat16")
+    fp32 = Embedder(precision="fp32")
+    assert fp32.device == "cpu" and next(fp32.model.parameters()).dtype == torch.float32
+
+
+def test_fluency_scorer_sums_token_nll_on_a_tiny_model(tmp_path: Path) -> None:
+    from sftops.augment.fluency import FluencyScorer, fluency_name
+    from tests.assets.tiny_models import tiny_llama
+
+    folder = tiny_llama(tmp_path / "tiny")
+    scorer = FluencyScorer(folder, batch_size=2)
+    texts = ["The quick brown fox.", "The quick brown fox jumps over the lazy dog.", "狐狸"]
+    scores = scorer(texts)
+    assert scores.shape == (3, 1) and (scores > 0).all()
+    assert scores[1, 0] > scores[0, 0]  # a sum: longer text, more nats
+    again = scorer(list(reversed(texts)))[::-1]
+    assert np.allclose(scores, again, atol=1e-4)  # batching and order do not change a score
+    assert scorer.name == fluency_name(str(folder))

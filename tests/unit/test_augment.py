@@ -33,7 +33,7 @@ class BagOfWordsEmbedder:
 
 
 ROWS = [
-    {"instruction": "Describe the ocean in a short story.", "output": "Waves roll in."},
+    {"instruction": "Describe the laboratory we bought last year.", "output": "It is big."},
     {
         "instruction": "Summarize the report about the quick ships.",
         "input": "Ships sail fast.",
@@ -45,7 +45,12 @@ ROWS = [
         "output": "positive",
         "label": "positive",
     },
-    {"instruction": "把下面的句子改写成疑问句。", "input": "他是老师。", "output": "他是老师吗？"},
+    {
+        "instruction": "判断下面评论的情感是正面还是负面。",
+        "input": "上周吃了晚饭，体验很好。",
+        "output": "正面",
+        "label": "positive",
+    },
     {"instruction": "Run:", "input": "```py\nprint(1)\n```", "output": "1"},
     {"instruction": "What is 12 + 30?", "output": "42"},
 ]
@@ -63,8 +68,35 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def params(**overrides: object) -> AugmentParams:
-    base = {"backtranslation": {"enabled": False}, "filter": {"min_similarity": 0.3}}
+    base = {
+        "enabled": True,
+        "languages": ["en", "zh"],
+        "backtranslation": {"enabled": False},
+        "filter": {"min_similarity": 0.3, "fluency_model": None},
+    }
+    if "filter" in overrides:
+        overrides = {**overrides, "filter": {**base["filter"], **overrides["filter"]}}  # type: ignore[dict-item]
     return AugmentParams.model_validate({**base, **overrides})
+
+
+class WordPenaltyScorer:
+    """Stand-in for the fluency LM: each listed word costs 10 nats, every other word 1."""
+
+    name = "word-penalty"
+
+    def __init__(self, costly: set[str]) -> None:
+        self.costly = costly
+        self.calls = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        return np.array(
+            [
+                [sum(10.0 if w.strip(".,!?") in self.costly else 1.0 for w in t.split())]
+                for t in texts
+            ],
+            dtype=np.float32,
+        )
 
 
 def test_augmented_rows_keep_reference_outputs_and_provenance(
@@ -92,11 +124,48 @@ def test_augmented_rows_keep_reference_outputs_and_provenance(
     assert table["row_id"].is_unique
 
 
-def test_chinese_rows_are_skipped_and_counted(train: pd.DataFrame, cache: Path) -> None:
-    result = augment_table(train, params(), cache, BagOfWordsEmbedder())
+def test_rows_outside_the_languages_are_skipped_and_counted(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    result = augment_table(train, params(languages=["en"]), cache, BagOfWordsEmbedder())
     assert result.summary()["skipped_rows"] == {"language_zh": 1}
     zh_id = train.loc[train["lang"] == "zh", "row_id"].item()
     assert zh_id not in set(result.table["parent_id"].dropna())
+
+
+def test_chinese_rows_get_synonyms_and_keep_their_labels(train: pd.DataFrame, cache: Path) -> None:
+    cfg = params(synonym={"alpha": 1.0}, filter={"min_similarity": -1.0})
+    result = augment_table(train, cfg, cache, BagOfWordsEmbedder())
+    zh = train.loc[train["lang"] == "zh"].iloc[0]
+    added = result.table[result.table["parent_id"] == zh["row_id"]]
+    assert len(added) == 1
+    row = added.iloc[0]
+    assert "正面还是负面" in row["instruction"] and row["output"] == "正面"
+    assert (row["instruction"], row["input"]) != (zh["instruction"], zh["input"])
+    assert "感情" in row["instruction"] or "晚餐" in row["input"]
+
+
+def test_the_fluency_check_rejects_what_the_language_model_finds_unlikely(
+    train: pd.DataFrame, cache: Path
+) -> None:
+    cfg = params(synonym={"alpha": 1.0}, filter={"fluency_model": "word-penalty"})
+    plain = augment_table(train, params(synonym={"alpha": 1.0}), cache, BagOfWordsEmbedder())
+    accepted = plain.table[plain.table["aug_method"] == "synonym"]
+    new_words = {
+        w.strip(".,!?")
+        for text in accepted["instruction"] + " " + accepted["input"]
+        for w in text.split()
+    } - {
+        w.strip(".,!?")
+        for text in train["instruction"] + " " + train["input"]
+        for w in text.split()
+    }
+    assert new_words
+    scorer = WordPenaltyScorer(new_words)
+    strict = augment_table(train, cfg, cache, BagOfWordsEmbedder(), scorer)
+    rejected = strict.summary()["methods"]["synonym"]["rejected_by_reason"]
+    assert rejected.get("less_fluent", 0) >= 1 and scorer.calls > 0
+    assert strict.summary()["rows_added"] < plain.summary()["rows_added"]
 
 
 def test_code_only_and_number_only_rows_are_rejected_as_unchanged(
@@ -120,6 +189,7 @@ def test_similarity_threshold_rejects_everything_when_set_to_one(
 
 def test_rerun_uses_the_embedding_cache(train: pd.DataFrame, cache: Path) -> None:
     embedder = BagOfWordsEmbedder()
+    embedder.name = "bag-of-words-rerun"  # its own cache entry: earlier tests filled theirs
     first = augment_table(train, params(seed=99), cache, embedder)
     calls = embedder.calls
     second = augment_table(train, params(seed=99), cache, embedder)
@@ -139,7 +209,7 @@ def test_max_rows_limits_the_augmented_rows_deterministically(
 ) -> None:
     a = augment_table(train, params(max_rows=2), cache, BagOfWordsEmbedder())
     b = augment_table(train.iloc[::-1], params(max_rows=2), cache, BagOfWordsEmbedder())
-    assert a.summary()["skipped_rows"]["over_max_rows"] == 3
+    assert a.summary()["skipped_rows"]["over_max_rows"] == 4
     assert set(a.table["parent_id"].dropna()) == set(b.table["parent_id"].dropna())
 
 

@@ -7,13 +7,19 @@ from hypothesis import strategies as st
 
 from sftops.config import CleanParams
 from sftops.data.clean import (
+    _key_of_core,
     alnum_ratio,
+    alnum_ratios,
     clean_table,
     normalise_text,
+    normalise_texts,
     repetition_ratio,
     strip_html,
     to_simplified,
 )
+from sftops.data.langid import fast_language, fast_languages
+from sftops.rowkeys import dedup_key
+from sftops.text import ascii_alnum_core
 from tests.helpers import canonical_table
 
 
@@ -203,3 +209,57 @@ def test_every_row_is_either_kept_or_quarantined(rows, exact_dedup, near_drop) -
     )
     assert result.quarantine["reason"].notna().all()
     assert result.kept["row_id"].is_unique
+
+
+# Characters that exercise every branch of the column-wise fast paths: plain ASCII words and
+# stop words, double spaces, tabs, newlines, control characters, markup, code fences, symbols,
+# accented and CJK letters, full-width forms, the Kelvin sign (lower-cases to ASCII k).
+_PIECES = [*"abcdefghijklmnopqrstuvwxyzABC019 ", " the ", " of ", " and ", "  ", "\t", "\n"]
+_PIECES += ["\r", "\x07", "\x1c", "<b>", "&amp;", "```", "°", "€", "é", "ï", "你好", "，", "Ａ"]
+_PIECES += ["\u212a", "\u00a0", "\u3000", "\u200b", "!", "?", "_", "@"]
+_ALPHABET = st.sampled_from(_PIECES)
+_TEXTS = st.lists(st.lists(_ALPHABET, max_size=30).map("".join), max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TEXTS)
+def test_column_wise_fast_paths_equal_the_per_text_functions(texts: list[str]) -> None:
+    assert normalise_texts(texts) == [normalise_text(t) for t in texts]
+    assert alnum_ratios(texts).tolist() == [alnum_ratio(t) for t in texts]
+    normalised = [normalise_text(t) for t in texts]
+    assert fast_languages(normalised) == [fast_language(t[:400]) for t in normalised]
+    for text in normalised:
+        if text.isascii():
+            assert _key_of_core(ascii_alnum_core(text)) == dedup_key(text)
+
+
+def test_short_english_rows_with_symbols_are_not_dropped_as_another_language() -> None:
+    """Issue 12: "77.0°F" sent the row to the detector, which called it German."""
+    rows = [
+        {"instruction": "Convert 25°C to Fahrenheit.", "output": "77.0°F"},
+        {
+            "instruction": "Convert the temperature from Celsius to Fahrenheit.",
+            "input": "25°C",
+            "output": "77.0°F",
+        },
+        {"instruction": "Convert 25 degrees Celsius to Fahrenheit.", "output": "77.0°F"},
+        {"instruction": "Wie viele Tage hat eine Woche?", "output": "Eine Woche hat sieben Tage."},
+        {"instruction": "¿Cuál es la capital de Chile?", "output": "La capital es Santiago."},
+    ]
+    result = clean(rows, near_dedup={"enabled": False})
+    assert result.kept["lang"].tolist() == ["en", "en", "en"]
+    assert result.quarantine["reason"].tolist() == ["language", "language"]
+    assert result.quarantine["detail"].tolist() == ["de", "es"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "the", "x"]), max_size=40),
+    st.sampled_from([0.0, 0.2, 0.5, 0.8]),
+)
+def test_bigram_bound_never_hides_a_repetitive_row(tokens: list[str], limit: float) -> None:
+    from sftops.data.clean import _may_repeat, _repetition
+    from sftops.text import word_shingles
+
+    if len(tokens) > 2 and not _may_repeat(len(tokens), len(word_shingles(tokens, 2)), limit):
+        assert _repetition(tokens) <= limit

@@ -115,3 +115,31 @@ def test_empty_test_split_and_missing_model_are_clear_errors(
     write_table(test.iloc[:0], params.paths.split("test"))
     with pytest.raises(SftopsError, match="test split is empty"):
         run_evaluate(params)
+
+
+def test_second_evaluation_reads_cached_answers_and_gives_identical_metrics(
+    workdir: tuple[Params, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sftops.modeling.generate as generate_module
+
+    params, _ = workdir
+    real = generate_module.generate
+    calls: list[int] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generate_module, "generate", counting)
+    first = run_evaluate(params)
+    # base and candidate are the same folder here: same key, generated once
+    assert len(calls) == 1
+    second = run_evaluate(params)
+    assert len(calls) == 1 and second == first
+    changed = params.model_copy(deep=True)
+    changed.evaluate.generation.max_new_tokens = 5
+    run_evaluate(changed)
+    assert len(calls) == 2  # other generation params: another key
+    off = params.model_copy(deep=True)
+    off.evaluate.cache_answers = False
+    assert run_evaluate(off) == first and len(calls) == 4

@@ -372,3 +372,13 @@ def test_precheck_never_skips_pii_and_output_is_fixed_point() -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(pii).failed == 0
+
+
+def test_column_prescreen_flags_every_text_the_per_text_precheck_flags() -> None:
+    rng = random.Random(7)
+    pieces = ["a", "7", "12", " ", ".", "-", "+", "@", ":", "f", "K", "\u212a", "ey", "sk-", "x"]
+    pieces += ["AKIA", "token", "BEARER", "secret", "gh", "p_", "1234567", "你", "°"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    flags = pii._prescreen(texts)
+    assert all(f for t, f in zip(texts, flags, strict=True) if pii._may_contain_pii(t))
+    assert scrub_many(texts) == tuple(map(list, zip(*(scrub_pii(t) for t in texts), strict=True)))

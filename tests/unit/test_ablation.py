@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sftops.augment.ablation import ArmResult, compare_arms, table_markdown
+
+
+def arm(name: str, f1: list[float], loss: list[float]) -> ArmResult:
+    return ArmResult(
+        name=name,
+        train_rows=10,
+        train_summary={"steps": 3},
+        row_scores={"token_f1": f1},
+        row_loss=loss,
+        accuracy=None,
+        seconds=1.0,
+    )
+
+
+def test_compare_arms_is_paired_and_signs_the_difference() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 80)
+    better = arm("with_augmentation", list(np.clip(base + 0.2, 0, 1)), list(1.0 - base * 0.1))
+    worse = arm("without_augmentation", list(base), list(1.2 - base * 0.1))
+    c = compare_arms(better, worse, "token_f1", 500)
+    assert c["token_f1"]["diff"] > 0 and c["token_f1"]["ci"][0] > 0
+    assert c["loss"]["diff"] == pytest.approx(-0.2) and c["loss"]["ci"][1] < 0
+    assert c["verdict"] == "helps"
+    assert compare_arms(worse, better, "token_f1", 500)["verdict"] == "hurts"
+
+
+def test_nan_losses_are_left_out_of_the_loss_comparison() -> None:
+    a = arm("with_augmentation", [1.0, 0.0, 1.0], [0.5, float("nan"), 0.4])
+    b = arm("without_augmentation", [1.0, 0.0, 1.0], [0.6, 0.7, float("nan")])
+    c = compare_arms(a, b, "token_f1", 200)
+    assert c["loss"]["rows"] == 1 and c["loss"]["diff"] == pytest.approx(-0.1)
+    assert c["token_f1"]["diff"] == 0 and c["verdict"] == "helps"  # lower loss, same F1
+
+
+def test_table_lists_both_arms_and_the_interval() -> None:
+    a = arm("with_augmentation", [1.0, 1.0], [0.5, 0.4])
+    b = arm("without_augmentation", [0.0, 1.0], [0.6, 0.7])
+    summary = {
+        "setting": {"name": "tiny"},
+        "primary_metric": "token_f1",
+        "test_rows": 2,
+        "arms": {
+            "with_augmentation": {"train_rows": 4, "train_summary": {"steps": 3}},
+            "without_augmentation": {"train_rows": 2, "train_summary": {"steps": 3}},
+        },
+        "comparison": compare_arms(a, b, "token_f1", 100),
+    }
+    line = table_markdown([summary]).splitlines()[-1]
+    assert line.startswith("| tiny | 2 (4) | 2 | 3 | token_f1 | 0.5000 | 1.0000 | +0.5000 [")

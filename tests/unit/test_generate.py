@@ -1,0 +1,74 @@
+"""Greedy decoding that drops finished rows gives exactly the tokens of one-at-a-time
+`model.generate`, on tiny Llama and GPT-2 models whose rows stop at different steps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from sftops.config import GenerationParams
+from sftops.errors import SftopsError
+from sftops.modeling.generate import generate, generate_vllm, one_at_a_time, stop_token_ids
+from sftops.modeling.models import load_causal_lm, load_tokenizer
+from tests.assets.tiny_models import tiny_gpt2, tiny_llama
+
+PROMPTS = [f"Question {i}: what is {i} plus {i * 3}? " * (1 + i % 3) for i in range(9)]
+MAX_NEW = 16
+
+
+def _chatty(build: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """A tiny model with large random weights (its greedy output varies with the prompt) whose
+    end-of-turn logit copies a common token's, so rows end after different numbers of steps."""
+    path = build(tmp_path)
+    tokenizer = load_tokenizer(path)
+    model = load_causal_lm(path, tokenizer=tokenizer)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() >= 2:
+                weight.normal_(0, 0.3)
+        tokenizer.padding_side = "left"
+        ids = tokenizer(PROMPTS, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(
+            **ids, max_new_tokens=MAX_NEW, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        counts = Counter(out[:, ids["input_ids"].shape[1] :].flatten().tolist())
+        head = model.get_output_embeddings().weight
+        common = counts.most_common(3)[-1][0]
+        head[stop_token_ids(tokenizer)[0]] = head[common] * 1.05
+    return model, tokenizer
+
+
+@pytest.mark.parametrize(
+    ("build", "penalty"), [(tiny_llama, 1.0), (tiny_gpt2, 1.3)], ids=["llama", "gpt2-penalty"]
+)
+def test_greedy_batches_match_one_at_a_time_generate(
+    build: Any, penalty: float, tmp_path: Path
+) -> None:
+    model, tokenizer = _chatty(build, tmp_path)
+    cfg = GenerationParams(max_new_tokens=MAX_NEW, batch_size=5, repetition_penalty=penalty)
+    reference, _ = one_at_a_time(model, tokenizer, PROMPTS, cfg)
+    ours = generate(model, tokenizer, PROMPTS, cfg)
+    assert [g.text for g in ours] == [g.text for g in reference]
+    assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
+    assert [g.hit_max_new_tokens for g in ours] == [g.hit_max_new_tokens for g in reference]
+    # the case the compaction is for: rows of a batch finishing at different steps
+    lengths = {g.new_tokens for g in ours}
+    assert len(lengths) >= 3 and any(not g.hit_max_new_tokens for g in ours)
+
+
+def test_vllm_engine_without_vllm_is_a_clear_error(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("vllm is installed here")
+    path = tiny_llama(tmp_path)
+    with pytest.raises(SftopsError, match="vllm package is not installed"):
+        generate_vllm(path, load_tokenizer(path), ["hi"], GenerationParams())
