@@ -90,9 +90,17 @@ else
 fi
 touch "$WORK/demo.start"
 step demo "${LIMITS[3]}" bash -c 'cd "$1" && shift && PYTHONPATH="$PWD" "$@"' _ "$DEMO" "${DEMO_CMD[@]}"
-# `sftops run` works in a per-run workspace (.sftops/runs/<run>/) of the copy: take its metrics
-metrics=$(find "$DEMO" -path '*reports/metrics.json' -newer "$WORK/demo.start" 2>/dev/null | head -1)
-[ -n "$metrics" ] && cp "$metrics" "$WORK/demo_metrics.json"
+# `sftops run` works in a per-run workspace that it removes; its metrics are in the DVC
+# experiment it saved (the newest one of the copy).
+(cd "$DEMO" && "$PY" -m dvc exp show --json) | "$PY" -c '
+import json, sys
+exps = [e["revs"][0] for b in json.load(sys.stdin) for e in b.get("experiments") or []]
+if exps:
+    newest = max(exps, key=lambda r: r["data"]["timestamp"] or "")
+    metrics = newest["data"]["metrics"].get("reports/metrics.json", {}).get("data")
+    if metrics:
+        json.dump(metrics, open(sys.argv[1], "w"))
+' "$WORK/demo_metrics.json" || true
 
 "$PY" bench/gpu_report.py --work "$WORK" --out "$OUT" --smoke "$SMOKE" \
   --seconds $(($(date +%s) - started))

@@ -145,9 +145,19 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+    """Every RNG's state in types ``torch.load(weights_only=True)`` accepts (lists, numbers,
+    tensors), so resuming never unpickles arbitrary objects."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [
+            str(name),
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -156,8 +166,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -540,7 +552,7 @@ def train(
     if resume and resumed_from is None:
         log.warning("--resume: no complete checkpoint in %s, starting fresh", checkpoints)
     if resumed_from is not None:
-        saved = torch.load(resumed_from / STATE_FILE, weights_only=False)
+        saved = torch.load(resumed_from / STATE_FILE, weights_only=True)
         _load_weights(model, resumed_from, fsdp)
         _load_optimizer(model, optimizer, saved["optimizer"], fsdp)
         scheduler.load_state_dict(saved["scheduler"])
