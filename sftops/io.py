@@ -192,7 +192,7 @@ def resolve_encoding(path: str | Path, setting: str = "auto") -> TextEncoding:
             return TextEncoding("utf-8")
     if _mostly_utf8(sample + b"\n"):
         return TextEncoding("utf-8")
-    name = detect_legacy_encoding(sample[:DETECTOR_SAMPLE_BYTES])
+    name = detect_legacy_encoding(sample[:DETECTOR_SAMPLE_BYTES])  # type: ignore[assignment]
     if name is None:
         raise InputDataError(
             "not UTF-8 text and the encoding cannot be detected; set `encoding` for this "
@@ -385,7 +385,7 @@ def select_field(data: Any, field: str | None, path: Path) -> list[Any]:
     value = data
     for part in field.split("."):
         if not isinstance(value, dict) or part not in value:
-            keys = list(value)[:20] if isinstance(value, dict) else []
+            keys = list(value)[:20] if isinstance(value, dict) else []  # type: ignore[assignment]
             raise InputDataError(
                 f"field {field!r} not found (keys: {', '.join(map(repr, keys)) or 'none'})",
                 file=path,

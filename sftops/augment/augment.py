@@ -163,7 +163,7 @@ def synonym_candidates(
             zh.append(chinese() if chinese else ChineseSynonyms())
         rng = random.Random(f"{cfg.seed}:synonym:{ids[index]}")
         originals = records[index]
-        variants = {}
+        variants: dict[str, Any] = {}
         for name, text in originals.items():
             if not text:
                 variants[name] = None

@@ -199,8 +199,8 @@ def greedy_compact(
             if lead:
                 mask = mask[:, lead:]
                 for layer in cache.layers:
-                    layer.keys = layer.keys[:, :, lead:, :]
-                    layer.values = layer.values[:, :, lead:, :]
+                    layer.keys = layer.keys[:, :, lead:, :]  # type: ignore[union-attr,index]
+                    layer.values = layer.values[:, :, lead:, :]  # type: ignore[union-attr,index]
         if seen is not None:
             seen = torch.cat([seen, tokens[:, None]], dim=1)
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)

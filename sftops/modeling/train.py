@@ -334,7 +334,7 @@ _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scali
 def _head_split(model: torch.nn.Module) -> tuple[Any, Any] | None:
     """(decoder, lm_head) of a causal LM (through a peft wrapper), or None when the logits are
     more than ``lm_head(last hidden state)``."""
-    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model  # type: ignore[operator]
     config = getattr(base, "config", None)
     if config is None or any(getattr(config, key, None) for key in _LOGIT_POSTPROCESSING):
         return None
@@ -811,7 +811,7 @@ def _full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     # a tied weight (lm_head = embed_tokens) comes back twice: keep the name save_pretrained
     # keeps, the first one (named_parameters drops later aliases)
     names = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
-    return {k: v for k, v in full.items() if k in names}
+    return {k: v for k, v in full.items() if k in names}  # type: ignore[misc]
 
 
 def _full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> Any:
@@ -850,7 +850,7 @@ def _load_weights(model: torch.nn.Module, folder: Path, fsdp: bool = False) -> N
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         options = StateDictOptions(full_state_dict=True, strict=False)
-        missing, unexpected = set_model_state_dict(target, state, options=options)
+        missing, unexpected = set_model_state_dict(target, state, options=options)  # type: ignore[arg-type]
     else:
         missing, unexpected = target.load_state_dict(state, strict=False)
     # Tied embeddings (lm_head = embed_tokens) are saved once; anything else is a real mismatch.
