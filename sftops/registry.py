@@ -77,6 +77,7 @@ EVALUATION_ARTIFACT = "eval/metrics.json"  # the version's own evaluation, in it
 EVALUATION_HASH_TAG = "evaluation.sha256"
 
 _reachable: set[str] = set()
+_prepared: set[str] = set()
 
 
 # --------------------------------------------------------------------------- store and client
@@ -103,8 +104,7 @@ def artifact_location(uri: str) -> str | None:
     server's default) for other stores."""
     if not uri.startswith("sqlite:///"):
         return None
-    db = Path(urllib.parse.unquote(uri.removeprefix("sqlite:///")).split("?", 1)[0])
-    return (db.resolve().parent / LOCAL_ARTIFACTS).as_uri()
+    return (_sqlite_path(uri).resolve().parent / LOCAL_ARTIFACTS).as_uri()
 
 
 def _display(uri: str) -> str:
@@ -152,12 +152,41 @@ def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
     )
 
 
+def _sqlite_path(uri: str) -> Path:
+    return Path(urllib.parse.unquote(uri.removeprefix("sqlite:///")).split("?", 1)[0])
+
+
+def prepare_local_store(uri: str) -> None:
+    """Create and migrate a SQLite store under an flock beside it, once per process.
+
+    Two runs that start together against a fresh ``mlflow.db`` would otherwise both run
+    MLflow's alembic migrations, and the loser fails with "table _alembic_tmp_params already
+    exists". Servers (http) migrate their own store; nothing to do for them.
+    """
+    import fcntl
+
+    if not uri.startswith("sqlite:///") or uri in _prepared:
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db = _sqlite_path(uri)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with db.with_name(db.name + ".lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            SqlAlchemyStore(uri, artifact_location(uri) or "")
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _prepared.add(uri)
+
+
 def _client(root: Path | None = None) -> MlflowClient:
     """A client bound to the configured store (MLflow's global URIs are left alone)."""
     from mlflow import MlflowClient
 
     uri = tracking_uri(root)
     check_reachable(uri)
+    prepare_local_store(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -174,6 +203,7 @@ def _fluent(uri: str) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
+    prepare_local_store(uri)
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
     saved_env = {name: os.environ.get(name) for name in names}
     saved_tracking = tracking_utils._tracking_uri

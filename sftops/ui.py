@@ -246,6 +246,7 @@ def start_stack(
             timeout,
         )
         if mlflow_url:
+            registry.prepare_local_store(uri)  # a run starting now must not race its migration
             artifacts = registry.artifact_location(uri) or str(root / registry.LOCAL_ARTIFACTS)
             mlflow = launch(
                 "mlflow",

@@ -279,3 +279,22 @@ def test_description_stays_within_the_column() -> None:
     assert len(client.description) <= R.MAX_DESCRIPTION
     entries = client.description.split("\n\n")
     assert entries[0] == "registered from run r1" and entries[-1].startswith("[199]")
+
+
+def _prepare(uri: str) -> None:
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    R.ensure_experiment("race")
+
+
+def test_runs_starting_together_on_a_fresh_store_both_get_a_migrated_store(tmp_path: Path) -> None:
+    """Two runs starting at once used to both run MLflow's migrations on a fresh mlflow.db."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_prepare, args=(uri,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
