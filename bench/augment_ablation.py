@@ -5,7 +5,7 @@
 
 Each setting trains twice from the same seed and steps (with / without augmentation), evaluates
 both on the same test rows and reports the paired-bootstrap difference of the primary metric
-and of the per-row reference loss (``sftops.augment.ablation``; ``sftops ablate augment`` runs
+and of the per-row reference loss (``sftops.mlops.ablation``; ``sftops ablate augment`` runs
 one setting). Reads the splits written by the data stages (`sftops run --no-train`).
 Results: ``bench/results/ablation/<setting>.json|.md`` and ``bench/results/augment_ablation.md``.
 
@@ -24,8 +24,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sftops.augment.ablation import AblationSetting, run_ablation, table_markdown  # noqa: E402
 from sftops.config import load_params, parse_override  # noqa: E402
+from sftops.mlops.ablation import AblationSetting, run_ablation, table_markdown  # noqa: E402
 
 # Small CPU budget: a short run that still moves the model (last 4 layers, higher lr, short
 # rows); the same for both settings and both arms.

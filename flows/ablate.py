@@ -25,7 +25,7 @@ def ablate_augment(
 ) -> dict[str, Any]:
     """Train with and without augmentation from the same seed and steps, evaluate both on the
     same test rows, log the paired-bootstrap differences to MLflow as one run."""
-    from sftops.augment.ablation import AblationSetting, run_ablation, table_markdown
+    from sftops.mlops.ablation import AblationSetting, run_ablation, table_markdown
 
     params = load_params(params_file, overrides)
     setting = AblationSetting(

@@ -22,8 +22,8 @@ def evaluate_model(
     """Evaluate a registered version on the checkout's test split (and the base model when
     `evaluate.compare_base` says so; runs never change the checkout's data). The reports go to
     `<reports_dir>/registry/<model>-v<version>/`, leaving the pipeline's own reports alone."""
-    from sftops import registry
     from sftops.evaluation.report import run_evaluate, summary_markdown
+    from sftops.mlops import registry
 
     params = load_params(params_file)
     name = params.register_.model_name

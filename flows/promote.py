@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
 from sftops.config import load_params
-from sftops.promotion import Decision
+from sftops.mlops.promotion import Decision
 
 
 def _record(name: str, version: str, out: dict[str, Any]) -> None:
@@ -29,8 +29,8 @@ def promote(
     """The metric gate on `version`, from the evaluation recorded with that version in the
     registry (never a report on disk); with approval required and a passing gate the run pauses
     with an Approval form until someone resumes it in the UI."""
-    from sftops import registry
-    from sftops.release import decide, run_promote
+    from sftops.mlops import registry
+    from sftops.mlops.release import decide, run_promote
 
     params = load_params(params_file)
     name = params.register_.model_name

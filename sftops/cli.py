@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sftops.errors import SftopsError
-from sftops.pipeline import DATA_STAGES, STAGES, stage_function
+from sftops.mlops.pipeline import DATA_STAGES, STAGES, stage_function
 
 app = typer.Typer(
     help="sftops: instruction-tuning pipeline "
@@ -161,7 +161,7 @@ def register(params: ParamsOption = Path("params.yaml"), set_: SetOption = None)
     dvc.lock hashes) and register the model; the new version gets alias `challenger`."""
     _setup_logging()
     try:
-        from sftops.release import run_register
+        from sftops.mlops.release import run_register
 
         out = run_register(_load(params, set_))
     except SftopsError as err:
@@ -190,7 +190,7 @@ def promote(
     """Move alias `champion` to a version if the metric gate passes (or by hand with --reason)."""
     _setup_logging()
     try:
-        from sftops.release import run_promote
+        from sftops.mlops.release import run_promote
 
         out = run_promote(_load(params, set_), version, force_reason=reason, approved_by=by)
     except SftopsError as err:
@@ -213,7 +213,7 @@ def rollback(
     """Move alias `champion` back to the previous champion."""
     _setup_logging()
     try:
-        from sftops.release import run_rollback
+        from sftops.mlops.release import run_rollback
 
         out = run_rollback(_load(params, set_), reason)
     except SftopsError as err:
@@ -233,13 +233,13 @@ def reproduce(
     commit's dvc.lock, dvc.yaml and params.yaml, then their outputs from the cache or remote."""
     _setup_logging()
     try:
-        from sftops.versioning import apply_experiment, experiment_exists, restore_run
+        from sftops.mlops.versioning import apply_experiment, experiment_exists, restore_run
 
         if experiment_exists(ref):
             apply_experiment(ref)
             typer.echo(f"applied DVC experiment {ref}: its params, dvc.lock and outputs are here")
             return
-        from sftops.registry import run_lineage
+        from sftops.mlops.registry import run_lineage
 
         lineage = run_lineage(ref)
         experiment = lineage.get("dvc.experiment")
@@ -276,7 +276,7 @@ def ui_command(
 ) -> None:
     """Start the Prefect server, the serve process (flows/deploy.py) and the MLflow UI on the
     project's store; print their URLs; Ctrl-C stops them (serve first)."""
-    from sftops.ui import run_foreground
+    from sftops.stack.ui import run_foreground
 
     try:
         run_foreground(
@@ -322,7 +322,7 @@ def serve_command(
     the champion alias moves."""
     _setup_logging()
     try:
-        from sftops.serving import default_source, serve
+        from sftops.serving.server import default_source, serve
 
         loaded = _load(params, set_)
         source = default_source(
@@ -350,7 +350,7 @@ def chat_command(
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
     try:
-        from sftops.serving import chat_repl, default_source
+        from sftops.serving.server import chat_repl, default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -403,8 +403,8 @@ def _run_without_prefect(
     params_file: Path, overrides: dict[str, Any], stages: tuple[str, ...]
 ) -> dict[str, Any]:
     from sftops.config import load_params
-    from sftops.pipeline import execute_stage
-    from sftops.workspace import (
+    from sftops.mlops.pipeline import execute_stage
+    from sftops.mlops.workspace import (
         create_workspace,
         in_place,
         is_versioned_project,
@@ -457,7 +457,7 @@ def ablate_augment_command(
     bootstrap difference of the primary metric and the loss."""
     _setup_logging()
     try:
-        from sftops.augment.ablation import AblationSetting, run_ablation, table_markdown
+        from sftops.mlops.ablation import AblationSetting, run_ablation, table_markdown
 
         setting = AblationSetting(
             name=name,
@@ -599,7 +599,7 @@ def stack_up(
     state_dir: StateDirOption = None,
 ) -> None:
     """Start what is not running (installs what is missing); prints URLs."""
-    from sftops.stack import Stack
+    from sftops.stack.team import Stack
 
     try:
         Stack(Path.cwd(), state_dir).up(host=host, workers=workers)
@@ -610,7 +610,7 @@ def stack_up(
 @stack_app.command("down")
 def stack_down(state_dir: StateDirOption = None) -> None:
     """Stop everything `stack up` started (worker first, PostgreSQL last), nothing else."""
-    from sftops.stack import Stack
+    from sftops.stack.team import Stack
 
     Stack(Path.cwd(), state_dir).down()
 
@@ -618,7 +618,7 @@ def stack_down(state_dir: StateDirOption = None) -> None:
 @stack_app.command("status")
 def stack_status(state_dir: StateDirOption = None) -> None:
     """URLs and health of each service; exit 1 when one is down."""
-    from sftops.stack import Stack
+    from sftops.stack.team import Stack
 
     stack = Stack(Path.cwd(), state_dir)
     health = stack.health()

@@ -428,7 +428,7 @@ class RegisterParams(Section):
 
 
 class GateConfig(BaseModel):
-    """Promotion rules, read by the pure gate ``sftops.promotion.should_promote``."""
+    """Promotion rules, read by the pure gate ``sftops.mlops.promotion.should_promote``."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -475,7 +475,7 @@ class GateConfig(BaseModel):
 
 
 class PromoteParams(GateConfig):
-    """The promotion gate (see sftops.promotion) plus how the flow applies it."""
+    """The promotion gate (see sftops.mlops.promotion) plus how the flow applies it."""
 
     require_approval: bool = Field(False, description="Pause the flow for a human decision.")
     approval_timeout_s: int = Field(3600, ge=1, description="How long the pause waits.")

@@ -13,7 +13,7 @@ from sftops.augment.augment import report_markdown as augment_markdown
 from sftops.config import Params
 from sftops.data.clean import report_markdown as clean_markdown
 from sftops.data.ingest import report_markdown as ingest_markdown
-from sftops.pipeline import execute_stage
+from sftops.mlops.pipeline import execute_stage
 from sftops.reporting import summary_markdown
 
 

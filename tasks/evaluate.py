@@ -11,8 +11,8 @@ from prefect.cache_policies import NONE
 
 from sftops.config import Params
 from sftops.evaluation.report import summary_markdown
-from sftops.pipeline import execute_stage
-from sftops.release import compare_champion
+from sftops.mlops.pipeline import execute_stage
+from sftops.mlops.release import compare_champion
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=10, cache_policy=NONE)

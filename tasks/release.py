@@ -10,8 +10,8 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NONE
 
 from sftops.config import Params
-from sftops.release import run_register
-from sftops.versioning import push
+from sftops.mlops.release import run_register
+from sftops.mlops.versioning import push
 
 
 @task(name="register", retries=2, retry_delay_seconds=10, cache_policy=NONE)

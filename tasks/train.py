@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from sftops.config import Params
-from sftops.pipeline import execute_stage
+from sftops.mlops.pipeline import execute_stage
 from sftops.reporting import summary_markdown
 
 

@@ -1,4 +1,4 @@
-"""Thin Prefect tasks: a run's workspace (sftops.workspace) and its DVC experiment."""
+"""Thin Prefect tasks: a run's workspace (sftops.mlops.workspace) and its DVC experiment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from sftops.workspace import (
+from sftops.mlops.workspace import (
     Workspace,
     create_workspace,
     in_place,

@@ -2,7 +2,7 @@
 
 Not part of the DVC `evaluate` stage, which must be a pure function of its tracked inputs: the
 champion is mutable registry state. The orchestration resolves `@champion` to a version and its
-folder (sftops.release) and calls :func:`compare_with_reference` here. The reference's answers
+folder (sftops.mlops.release) and calls :func:`compare_with_reference` here. The reference's answers
 and scores are cached under a key of (reference identity, test-set fingerprint, generation and
 scoring params), so comparing the next candidates with the same champion costs nothing.
 """

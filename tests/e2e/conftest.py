@@ -1,5 +1,5 @@
 """Fixtures of the browser tests: a git + DVC copy of the project with tiny settings, the stack
-(`sftops.ui.start_stack`) on free ports, headless Chromium through Playwright."""
+(`sftops.stack.ui.start_stack`) on free ports, headless Chromium through Playwright."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def stack(tiny_project: dict[str, Any]) -> Iterator[Any]:
     """Prefect server + serve + MLflow for the copy, on free ports; stopped at teardown."""
-    from sftops.ui import start_stack
+    from sftops.stack.ui import start_stack
 
     (Path(tiny_project["tracking_uri"].removeprefix("sqlite:///")).parent).mkdir(exist_ok=True)
     env = {

@@ -248,7 +248,7 @@ def test_prefect_yaml_deployments_clone_the_project_and_target_existing_pools() 
         assert deployment["work_pool"]["name"] in ("sftops", "sftops-k8s")
         env = deployment["work_pool"]["job_variables"]["env"]
         assert not any(SECRET_ENV.search(name) for name in env)
-    from sftops.stack import DEPLOYMENTS
+    from sftops.stack.team import DEPLOYMENTS
 
     assert set(DEPLOYMENTS) <= names
     assert {"retrain/k8s-gpu", "data_refresh/k8s", "evaluate_model/k8s"} <= names

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sftops.augment.ablation import ARMS, AblationSetting, run_ablation
 from sftops.config import load_params
+from sftops.mlops.ablation import ARMS, AblationSetting, run_ablation
 from tests.assets.tiny_models import tiny_llama
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_ablation_trains_both_arms_on_the_same_rows_and_logs_one_mlflow_run(
     repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.pipeline import DATA_STAGES, stage_function
+    from sftops.mlops.pipeline import DATA_STAGES, stage_function
 
     model = tiny_llama(tmp_path / "tiny")
     monkeypatch.chdir(tmp_path)

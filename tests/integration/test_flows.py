@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sftops import registry as R
+from sftops.mlops import registry as R
 from tests.assets.tiny_models import tiny_llama
 from tests.registry_data import LINEAGE, TRAIN_REPORT, fake_metrics
 
@@ -107,7 +107,7 @@ def test_promote_with_approval_pauses_until_resumed(
 
 
 def test_evaluate_model_helpers_resolve_and_download(project: dict[str, Any]) -> None:
-    from sftops.registry import download_version, resolve_version
+    from sftops.mlops.registry import download_version, resolve_version
 
     version = project["version"]
     assert resolve_version(NAME, "challenger") == version

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from sftops import registry as R
 from sftops.config import Params
 from sftops.errors import SftopsError
-from sftops.release import decide, run_promote
+from sftops.mlops import registry as R
+from sftops.mlops.release import decide, run_promote
 from tests.assets.tiny_models import tiny_llama
 from tests.registry_data import LINEAGE, TRAIN_REPORT, fake_metrics
 

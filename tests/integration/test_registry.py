@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sftops import registry as R
 from sftops.errors import SftopsError
-from sftops.promotion import Decision, GateConfig, decide_from_metrics
+from sftops.mlops import registry as R
+from sftops.mlops.promotion import Decision, GateConfig, decide_from_metrics
 from tests.assets.tiny_models import tiny_llama
 from tests.registry_data import LINEAGE, TRAIN_REPORT, fake_metrics
 

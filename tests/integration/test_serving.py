@@ -20,7 +20,7 @@ import pytest
 
 from sftops.config import GenerationParams
 from sftops.errors import SftopsError
-from sftops.serving import (
+from sftops.serving.server import (
     DEFAULT_HOST,
     DEFAULT_MAX_BATCH,
     BackgroundServer,
@@ -337,17 +337,17 @@ def test_model_source_parsing(
     with pytest.raises(SftopsError, match=r"not a model folder|unknown model"):
         ChatEngine.load(LocalFolderSource(tmp_path))
 
-    # the registry source only talks to sftops.registry; a stand-in module plays MLflow here
+    # the registry source only talks to sftops.mlops.registry; a stand-in module plays MLflow here
     calls: list[Path] = []
 
     def download_champion(name: str, dst: Path) -> Path:
         calls.append(Path(dst))
         return model_dir
 
-    fake = types.ModuleType("sftops.registry")
+    fake = types.ModuleType("sftops.mlops.registry")
     fake.champion_version = lambda name: 3  # type: ignore[attr-defined]
     fake.download_champion = download_champion  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sftops.registry", fake)
+    monkeypatch.setitem(sys.modules, "sftops.mlops.registry", fake)
     assert alias.version_label() == "sft-chat@champion=v3"
     assert alias.resolve() == (model_dir, "sft-chat@champion=v3")
     assert calls and calls[0].is_relative_to(tmp_path)
@@ -361,7 +361,7 @@ def test_model_source_parsing(
 def test_serve_defaults_to_the_registry_champion_and_says_when_it_cannot(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.serving import default_source
+    from sftops.serving.server import default_source
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     local = default_source(None, "sft-chat", model_dir, tmp_path)  # an empty registry
@@ -370,11 +370,11 @@ def test_serve_defaults_to_the_registry_champion_and_says_when_it_cannot(
     explicit = default_source(str(model_dir), "sft-chat", "unused", tmp_path)
     assert isinstance(explicit, LocalFolderSource) and explicit.describe() == str(model_dir)
 
-    fake = types.ModuleType("sftops.registry")
+    fake = types.ModuleType("sftops.mlops.registry")
     fake.champion_version = lambda name: 7  # type: ignore[attr-defined]
     fake.CHAMPION = "champion"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sftops.registry", fake)
-    monkeypatch.setattr("sftops.registry", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "sftops.mlops.registry", fake)
+    monkeypatch.setattr("sftops.mlops.registry", fake, raising=False)
     champion = default_source(None, "sft-chat", model_dir, tmp_path)
     assert isinstance(champion, RegistryAliasSource)
     assert champion.describe() == "models:/sft-chat@champion"
@@ -683,7 +683,7 @@ def test_serve_command_passes_max_batch(
     from sftops.cli import app
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("sftops.serving.serve", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr("sftops.serving.server.serve", lambda *a, **k: calls.append(k))
     monkeypatch.chdir(repo_root)
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "1"])

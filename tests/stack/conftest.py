@@ -1,5 +1,5 @@
 """Fixtures of the team-stack test: a committed git + DVC copy of the project with tiny settings,
-and the stack (`sftops.stack.Stack`) started on it with basic auth on both servers.
+and the stack (`sftops.stack.team.Stack`) started on it with basic auth on both servers.
 
 The state folder lives under a world-traversable temporary folder: when the tests run as root,
 PostgreSQL runs as the `postgres` account, which cannot enter pytest's private tmp folders.
@@ -61,7 +61,7 @@ def stack(stack_project: dict[str, Any]) -> Iterator[Any]:
     """The stack on the copy; at teardown it is stopped and nothing it started may remain."""
     import time
 
-    from sftops.stack import Stack
+    from sftops.stack.team import Stack
 
     running = Stack(stack_project["repo"], stack_project["state"], env=stack_env())
     started = time.monotonic()
@@ -85,7 +85,7 @@ def leftover_processes(stack: Any, records: dict[str, dict[str, float]]) -> list
     its ports."""
     import psutil
 
-    from sftops.stack import _alive, port_free
+    from sftops.stack.team import _alive, port_free
 
     left = [f"{name} (pid {int(rec['pid'])})" for name, rec in records.items() if _alive(rec)]
     data = str(stack.paths.pg_data)

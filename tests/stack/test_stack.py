@@ -146,7 +146,7 @@ def test_auth_refuses_a_wrong_password_on_both_servers(stack: Any) -> None:
 def test_retrain_deployment_runs_through_the_worker(
     stack: Any, stack_project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.stack import DEPLOYMENTS, DVC_BUCKET, MLFLOW_BUCKET
+    from sftops.stack.team import DEPLOYMENTS, DVC_BUCKET, MLFLOW_BUCKET
 
     found = deployments(stack)
     assert set(DEPLOYMENTS) <= set(found), found
@@ -260,11 +260,11 @@ def test_retrain_deployment_runs_through_the_worker(
 def test_restart_keeps_deployments_runs_registry_and_artifacts(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.stack import DVC_BUCKET, MLFLOW_BUCKET
+    from sftops.stack.team import DVC_BUCKET, MLFLOW_BUCKET
 
     if not RESULTS:
         pytest.skip("needs the retrain test's results")
-    from sftops.stack import Stack
+    from sftops.stack.team import Stack
 
     records = dict(stack.state.processes)
     # stopped and started by new Stack objects, as separate `sftops stack` commands would

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sftops.augment.ablation import ArmResult, compare_arms, table_markdown
+from sftops.mlops.ablation import ArmResult, compare_arms, table_markdown
 
 
 def arm(name: str, f1: list[float], loss: list[float]) -> ArmResult:

@@ -12,8 +12,8 @@ import yaml
 from flows import data_refresh as flow_module
 from flows import retrain as retrain_module
 from sftops.config import Params
-from sftops.pipeline import DATA_STAGES, STAGE_MODULES, STAGES
-from sftops.stage_deps import stage_code
+from sftops.mlops.pipeline import DATA_STAGES, STAGE_MODULES, STAGES
+from sftops.mlops.stage_deps import stage_code
 
 ROOT = Path(__file__).resolve().parents[2]
 

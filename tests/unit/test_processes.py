@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sftops.errors import SftopsError
-from sftops.processes import _group_alive, run_in_group
+from sftops.mlops.processes import _group_alive, run_in_group
 
 # A parent that leaves a grandchild behind: both must go.
 TWO_SLEEPERS = ["sh", "-c", "sleep 60 & echo $$ > pgid; sleep 60"]
@@ -50,7 +50,7 @@ def test_failure_names_the_command_and_its_last_error_line(tmp_path: Path) -> No
 def test_sigterm_to_the_run_process_stops_its_stage_groups(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
-        from sftops.processes import run_in_group
+        from sftops.mlops.processes import run_in_group
         run_in_group({TWO_SLEEPERS!r}, cwd={str(tmp_path)!r}, what="stage")
         """
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sftops.promotion import Decision, GateConfig, decide_from_metrics, should_promote
+from sftops.mlops.promotion import Decision, GateConfig, decide_from_metrics, should_promote
 
 BASE = {"exact_match": 0.10, "token_f1": 0.30, "accuracy": 0.50, "perplexity": 20.0}
 CHAMP = {"exact_match": 0.20, "token_f1": 0.40, "accuracy": 0.70, "perplexity": 12.0}

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sftops.cli import app
 from sftops.errors import SftopsError
-from sftops.stack import Auth, Stack, State, _alive, _start_time, _stop_group, check_exposure
+from sftops.stack.team import Auth, Stack, State, _alive, _start_time, _stop_group, check_exposure
 
 
 def test_stack_up_refuses_a_public_host_without_auth_and_starts_nothing(tmp_path: Path) -> None:

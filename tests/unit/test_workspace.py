@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sftops.errors import ConfigError
-from sftops.workspace import create_workspace, project_root, remove_workspace, write_overrides
+from sftops.mlops.workspace import create_workspace, project_root, remove_workspace, write_overrides
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
 PARAMS = """# sftops parameters (a comment that must survive)

@@ -1,6 +1,7 @@
 """The register and promote edges: read the reports a run's workspace holds, call the registry
-(every MLflow call is in sftops.registry) and the pure gate (sftops.promotion). A decision about
-version N reads version N's own recorded evaluation from the registry, never a file on disk."""
+(every MLflow call is in sftops.mlops.registry) and the pure gate (sftops.mlops.promotion).
+A decision about version N reads version N's own recorded evaluation from the registry, never
+a file on disk."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any
 from sftops.config import Params
 from sftops.errors import SftopsError
 from sftops.io import write_json
-from sftops.promotion import Decision, GateConfig, decide_from_metrics
+from sftops.mlops.promotion import Decision, GateConfig, decide_from_metrics
 
-log = logging.getLogger("sftops.release")
+log = logging.getLogger("sftops.mlops.release")
 CANDIDATE_EVALUATION = "candidate_evaluation.json"  # metrics.json + the champion comparison
 
 
@@ -35,8 +36,8 @@ def compare_champion(params: Params, root: Path) -> dict[str, Any] | None:
     the same test rows (cached per champion version and test set); ``None`` when there is no
     champion or the comparison is turned off. Runs after the DVC `evaluate` stage, outside DVC:
     the champion is registry state, not a tracked input."""
-    from sftops import registry
     from sftops.evaluation.reference import compare_with_reference
+    from sftops.mlops import registry
 
     if not (params.register_.enabled and params.promote.compare_champion):
         return None
@@ -68,7 +69,7 @@ def run_register(
     artifacts, lineage) and register its model; the new version gets alias `challenger` and
     carries ``evaluation`` (default: the evaluate stage's metrics.json) as its own record, which
     the gate reads. The same weights registered before: that version, nothing logged again."""
-    from sftops import registry
+    from sftops.mlops import registry
 
     root = Path(root or Path.cwd())
     paths, cfg = params.paths, params.register_
@@ -129,7 +130,7 @@ def decide(params: Params, version: str, root: Path | None = None) -> Decision:
     champion (the paired comparison recorded with it when it was made against that champion;
     else the champion's own recorded evaluation, which must be on the same test set), or against
     the base model when there is no other champion."""
-    from sftops import registry
+    from sftops.mlops import registry
 
     name = params.register_.model_name
     evaluation = registry.load_version_evaluation(name, version, root=root)
@@ -165,7 +166,7 @@ def run_promote(
 ) -> dict[str, Any]:
     """Gate `version` on its own evaluation (or promote it by hand with `force_reason`) and move
     alias `champion`."""
-    from sftops import registry
+    from sftops.mlops import registry
 
     version = str(version).removeprefix("v")
     if force_reason:
@@ -186,7 +187,7 @@ def run_promote(
 
 
 def run_rollback(params: Params, reason: str, root: Path | None = None) -> dict[str, Any]:
-    from sftops import registry
+    from sftops.mlops import registry
 
     version = registry.rollback(params.register_.model_name, reason, root=root)
     return {"model_name": params.register_.model_name, "champion": version, "reason": reason}

@@ -57,7 +57,7 @@ def reproduce(stage: str, root: str | Path = ".", timeout: float | None = None) 
     """`dvc repro --single-item <stage>` in ``root``, as a process group that is stopped with
     the run (cancel, Ctrl-C, timeout). Returns whether the stage ran (False: DVC found it
     unchanged)."""
-    from sftops.processes import run_in_group
+    from sftops.mlops.processes import run_in_group
 
     status = run_in_group(
         dvc_command("repro", "--single-item", stage),

@@ -194,7 +194,7 @@ def start_stack(
     ``root``; returns when all answer (the deployments registered). ``mlflow_port=None``, or a
     tracking URI that is already a server, skips the MLflow UI. On any failure the services
     started so far are stopped before the error propagates."""
-    from sftops import registry
+    from sftops.mlops import registry
 
     root = Path(root).resolve()
     logs = root / LOG_DIR

@@ -8,8 +8,8 @@ and a *version label*; ``version_label()`` is the cheap check polled to notice a
   Its label is a fingerprint of the folder's config and weight files, so re-saving the folder
   counts as a new version.
 - :class:`RegistryAliasSource`: ``models:/<name>@champion`` in the MLflow registry, through
-  ``sftops.registry`` (imported lazily: ``champion_version`` / ``download_champion``). The label
-  names the version the alias points at, so moving the alias is noticed by the poller.
+  ``sftops.mlops.registry`` (imported lazily: ``champion_version`` / ``download_champion``).
+  The label   names the version the alias points at, so moving the alias is noticed by the poller.
 
 :func:`model_source` turns the command-line spelling (a path or ``models:/<name>@<alias>``)
 into a source.
@@ -225,7 +225,7 @@ class LocalFolderSource:
 class RegistryAliasSource:
     """A registered model version behind an MLflow alias, ``models:/<name>@<alias>``.
 
-    Uses ``sftops.registry.champion_version(name)`` and ``download_champion(name, dst)``
+    Uses ``sftops.mlops.registry.champion_version(name)`` and ``download_champion(name, dst)``
     (imported when first needed, so serving a local folder never touches MLflow). Only the
     ``champion`` alias is provided by the registry module. Downloads go to
     ``<cache_dir>/serving/<name>/<label>/`` and are reused.
@@ -246,7 +246,7 @@ class RegistryAliasSource:
             )
         from importlib import import_module
 
-        return import_module("sftops.registry")
+        return import_module("sftops.mlops.registry")
 
     def _label(self, registry: Any) -> str:
         version = registry.champion_version(self.name)
@@ -295,7 +295,7 @@ def default_source(
     flagged as such on /health, never silently an unpromoted run's output."""
     if model:
         return model_source(model, cache_dir)
-    from sftops import registry
+    from sftops.mlops import registry
 
     try:
         champion = registry.champion_version(name)

@@ -30,7 +30,7 @@ from typing import Any
 
 from sftops.errors import SftopsError
 
-log = logging.getLogger("sftops.workspace")
+log = logging.getLogger("sftops.mlops.workspace")
 
 RUNS_DIR = Path(".sftops") / "runs"
 SHARED_LINKS = (".cache",)
@@ -86,7 +86,7 @@ def run_name(text: str) -> str:
 
 
 def _dvc(*args: str, cwd: Path) -> None:
-    from sftops.versioning import dvc_command
+    from sftops.mlops.versioning import dvc_command
 
     done = subprocess.run(
         dvc_command(*args), cwd=cwd, capture_output=True, text=True, timeout=600, env=_dvc_env()
@@ -220,7 +220,7 @@ def remove_workspace(ws: Workspace) -> None:
 
 def is_versioned_project(path: str | Path = ".") -> bool:
     """A DVC project in a git checkout with a commit: runs get their own workspace."""
-    from sftops.versioning import git_commit, is_dvc_project
+    from sftops.mlops.versioning import git_commit, is_dvc_project
 
     return is_dvc_project(path) and git_commit(path)[0] != "unknown"
 
@@ -228,7 +228,7 @@ def is_versioned_project(path: str | Path = ".") -> bool:
 def in_place(project: str | Path = ".") -> Workspace:
     """The current folder as the workspace (not a git checkout, or isolation turned off)."""
     root = Path(project).resolve()
-    from sftops.versioning import git_commit
+    from sftops.mlops.versioning import git_commit
 
     commit, dirty = git_commit(root)
     return Workspace(root, root, run_name(root.name), commit, dirty)

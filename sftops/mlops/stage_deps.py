@@ -23,7 +23,9 @@ def module_file(module: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(path: Path, root: Path) -> set[str]:
+def imported_modules(path: Path, root: Path) -> set[str]:
+    """Every module name ``path`` imports (absolute, relative ones resolved), with
+    ``from a import b`` counted as both ``a`` and ``a.b``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
     found: set[str] = set()
@@ -39,6 +41,11 @@ def _imports(path: Path, root: Path) -> set[str]:
             found.add(base)
             # `from sftops.data import clean` imports a module, not a name
             found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _imports(path: Path, root: Path) -> set[str]:
+    found = imported_modules(path, root)
     return {name for name in found if name == PACKAGE or name.startswith(PACKAGE + ".")}
 
 
@@ -69,9 +76,9 @@ def _has_code(path: Path) -> bool:
 
 def main() -> None:
     """Print each stage's code deps (to paste into dvc.yaml)."""
-    from sftops.pipeline import STAGE_MODULES
+    from sftops.mlops.pipeline import STAGE_MODULES
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for stage, module in STAGE_MODULES.items():
         print(f"{stage}:")
         for path in stage_code(module, root):

@@ -3,8 +3,8 @@
 :func:`should_promote` compares the candidate with the current champion (or, for the first
 model, with the base model) using the metrics that the evaluate stage wrote
 (``reports/metrics.json``): per-model means and the paired-bootstrap differences with their 95%
-confidence intervals. It imports nothing from MLflow or Prefect; ``sftops.registry`` records the
-decision and moves the aliases.
+confidence intervals. It imports nothing from MLflow or Prefect; ``sftops.mlops.registry``
+records the decision and moves the aliases.
 
 Rules (all from :class:`GateConfig`):
 

@@ -1,6 +1,7 @@
 """The stages in order, and how one stage is executed: through DVC when the workspace is a DVC
 project (DVC's cache skips unchanged stages and dvc.lock records the hashes), else by calling its
-`run_<stage>` edge directly (tests, scratch folders). Where a run executes: sftops.workspace."""
+`run_<stage>` edge directly (tests, scratch folders). Where a run executes:
+sftops.mlops.workspace."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from sftops.config import Params
 
-log = logging.getLogger("sftops.pipeline")
+log = logging.getLogger("sftops.mlops.pipeline")
 
 STAGE_MODULES = {
     "ingest": "sftops.data.ingest",
@@ -40,7 +41,7 @@ def execute_stage(name: str, params: Params, root: str | Path = ".") -> dict[str
     found it unchanged). In a DVC project the stage runs as `dvc repro --single-item` in its
     own process group; elsewhere (tests, scratch folders: ``root`` must be the current
     folder) its edge is called in-process."""
-    from sftops.versioning import is_dvc_project, reproduce, stage_summary
+    from sftops.mlops.versioning import is_dvc_project, reproduce, stage_summary
 
     if not is_dvc_project(root):
         return stage_function(name)(params)

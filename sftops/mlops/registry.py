@@ -45,13 +45,13 @@ from mlflow.pyfunc import PythonModel
 from pydantic import BaseModel, Field
 
 from sftops.errors import SftopsError
-from sftops.promotion import Decision
+from sftops.mlops.promotion import Decision
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-log = logging.getLogger("sftops.registry")
+log = logging.getLogger("sftops.mlops.registry")
 
 LOCAL_DB = "mlflow.db"
 LOCAL_ARTIFACTS = "mlruns"
@@ -94,7 +94,7 @@ def tracking_uri(root: Path | None = None) -> str:
 def store_root(root: Path | None = None) -> Path:
     """Where the local store lives: the main checkout, also for a run's workspace (a worktree
     of it), so that every run of a project shares one registry."""
-    from sftops.workspace import project_root
+    from sftops.mlops.workspace import project_root
 
     return project_root(root or Path.cwd())
 
@@ -291,7 +291,7 @@ def lineage_from_repo(
     is ``"unknown"``; this function never raises for a missing source.
     """
     root = Path(root)
-    from sftops.versioning import git_commit
+    from sftops.mlops.versioning import git_commit
 
     commit, dirty = git_commit(root)
     outs = _dvc_outs(root)
@@ -560,7 +560,7 @@ MODEL_CODE = '''"""sftops chat model, logged as MLflow "models from code" (no pi
 
 import mlflow
 
-from sftops.registry import ChatModel
+from sftops.mlops.registry import ChatModel
 
 mlflow.models.set_model(ChatModel())
 '''

@@ -24,7 +24,7 @@ from typing import Any
 
 from sftops.errors import SftopsError
 
-log = logging.getLogger("sftops.processes")
+log = logging.getLogger("sftops.mlops.processes")
 
 GRACE_SECONDS = 5.0
 _live: set[int] = set()

@@ -301,7 +301,7 @@ def log_to_mlflow(result: AblationResult, params: Params, artifact: Path) -> str
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
-    from sftops import registry
+    from sftops.mlops import registry
 
     uri = registry.tracking_uri()
     registry.check_reachable(uri)
