@@ -8,40 +8,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sftops.config import IngestParams, Params, PathsParams
-from sftops.data.clean import run_clean
-from sftops.data.ingest import run_ingest
-from sftops.data.split import run_split
-from sftops.data.validate import run_validate
+from sftops.config import Params
 from sftops.io import read_jsonl
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def run_all(tmp_path_factory: pytest.TempPathFactory) -> tuple[Params, dict[str, dict]]:
-    out = tmp_path_factory.mktemp("sample")
-    default = Params()
-    sources = [s.model_copy(update={"path": str(ROOT / s.path)}) for s in default.ingest.sources]
-    params = Params(
-        paths=PathsParams(
-            ingested=str(out / "ingested.parquet"),
-            cleaned=str(out / "cleaned.parquet"),
-            validated=str(out / "validated.parquet"),
-            splits_dir=str(out / "splits"),
-            quarantine_dir=str(out / "quarantine"),
-            reports_dir=str(out / "reports"),
-        ),
-        ingest=IngestParams(sources=sources),
-    )
-    summaries = {
-        "ingest": run_ingest(params),
-        "clean": run_clean(params),
-        "validate": run_validate(params),
-        "split": run_split(params),
-    }
-    return params, summaries
+@pytest.fixture
+def run_all(data_stages: tuple[Params, dict[str, dict]]) -> tuple[Params, dict[str, dict]]:
+    """The data stages of the whole sample, run once per session (tests/conftest.py)."""
+    return data_stages
 
 
 def test_rows_are_conserved_across_stages(run_all) -> None:
