@@ -1,4 +1,8 @@
-"""`dvc repro` in a fresh copy of the repo reproduces the outputs; a second run skips all."""
+"""`dvc repro` in a fresh copy of the repo reproduces the outputs; a second run skips all.
+
+The first `dvc repro augment` (every stage, from no outputs) runs once per session in the
+``reproduced_repo`` fixture (tests/integration/conftest.py); each test works on a copy of it.
+"""
 
 from __future__ import annotations
 
@@ -22,13 +26,6 @@ OUTPUTS = [
 ]
 
 
-def small_augment(repo: Path) -> None:
-    """Keep augmentation to a few rows so the test stays quick (training is not reproduced
-    here: the data stages are the DVC pipeline under test)."""
-    params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("  max_rows: null", "  max_rows: 20"))
-
-
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -40,12 +37,9 @@ def digest(path: Path) -> str:
 
 
 def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
-    repo_copy: Path, tool_env: dict[str, str], tmp_path: Path
+    reproduced_copy: Path, tool_env: dict[str, str], tmp_path: Path
 ) -> None:
-    small_augment(repo_copy)
-    for name in OUTPUTS:
-        (repo_copy / name).unlink(missing_ok=True)
-    run(["dvc", "repro", "augment"], repo_copy, tool_env)
+    repo_copy = reproduced_copy  # `dvc repro augment` ran there from no outputs
     hashes = {name: digest(repo_copy / name) for name in OUTPUTS}
 
     second = run(["dvc", "repro", "augment"], repo_copy, tool_env)
@@ -65,25 +59,23 @@ def test_dvc_repro_reproduces_then_skips_and_push_pull_restore(
 
 
 def test_changing_split_params_reruns_only_split_and_below(
-    repo_copy: Path, tool_env: dict[str, str]
+    reproduced_copy: Path, tool_env: dict[str, str]
 ) -> None:
-    small_augment(repo_copy)
-    run(["dvc", "repro", "augment"], repo_copy, tool_env)
+    repo_copy = reproduced_copy
     params = repo_copy / "params.yaml"
     params.write_text(params.read_text().replace("salt: sftops", "salt: other"))
     out = run(["dvc", "repro", "augment"], repo_copy, tool_env)
-    assert "Running stage 'split'" in out
+    assert "Running stage 'split'" in out and "Running stage 'augment'" in out
     for stage in ("ingest", "clean", "validate"):
         assert f"Running stage '{stage}'" not in out
 
 
 def test_editing_a_helper_split_imports_marks_split_changed(
-    repo_copy: Path, tool_env: dict[str, str]
+    reproduced_copy: Path, tool_env: dict[str, str]
 ) -> None:
     import json
 
-    small_augment(repo_copy)
-    run(["dvc", "repro", "split"], repo_copy, tool_env)
+    repo_copy = reproduced_copy
     assert json.loads(run(["dvc", "status", "split", "--json"], repo_copy, tool_env)) == {}
     helper = repo_copy / "sftops" / "rowkeys.py"  # imported by split, not by validate
     helper.write_text(helper.read_text() + "\n# an edit\n")

@@ -22,9 +22,11 @@ def digest(path: Path) -> str:
 
 
 def test_reproduce_restores_the_runs_data_version(
-    repo_copy: Path, tool_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    reproduced_copy: Path, tool_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sftops.mlops import registry
+
+    repo_copy = reproduced_copy  # the data stages already ran there (tests/integration/conftest.py)
 
     env = {**tool_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
