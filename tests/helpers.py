@@ -19,6 +19,15 @@ def canonical_table(records: list[dict[str, Any]], source: str = "test") -> pd.D
     )
 
 
+# Training rows of the tiny-model training tests (tests/integration/test_train.py, test_ddp.py):
+# short arithmetic answers a tiny model learns in a few steps, and one Chinese row.
+ARITHMETIC_ROWS = [
+    {"instruction": f"What is {a} plus {b}?", "output": f"{a} plus {b} is {a + b}."}
+    for a in range(3, 9)
+    for b in range(2, 6)
+] + [{"instruction": "法国的首都是哪里？", "output": "法国的首都是巴黎。"}]
+
+
 ROOT = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
 

@@ -20,7 +20,7 @@ sys.path.insert(0, {root!r})
 from sftops.config import Params
 from sftops.modeling.train import train
 from tests.helpers import canonical_table
-from tests.unit.test_train import ROWS
+from tests.helpers import ARITHMETIC_ROWS as ROWS
 params = Params.model_validate(json.loads({params!r}))
 table = canonical_table(ROWS)
 result = train(params, table, table.head(6), progress=False)
@@ -105,8 +105,8 @@ def single_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[
     from sftops.config import Params
     from sftops.modeling.train import train
     from tests.assets.tiny_models import tiny_llama
+    from tests.helpers import ARITHMETIC_ROWS as ROWS
     from tests.helpers import canonical_table
-    from tests.unit.test_train import ROWS
 
     tmp = tmp_path_factory.mktemp("single")
     model = tiny_llama(tmp_path_factory.mktemp("tiny"))
@@ -129,8 +129,8 @@ def test_sftops_train_relaunches_itself_under_torchrun(
 
     from sftops.io import write_table
     from tests.assets.tiny_models import tiny_llama
+    from tests.helpers import ARITHMETIC_ROWS as ROWS
     from tests.helpers import canonical_table
-    from tests.unit.test_train import ROWS
 
     model = tiny_llama(tmp_path / "tiny")
     config = json.loads(params(tmp_path, model, 1))

@@ -15,13 +15,8 @@ from sftops.modeling.data import Example, collate, pack_examples, single_rows
 from sftops.modeling.models import load_causal_lm, load_tokenizer
 from sftops.modeling.train import TrainState, token_loss_sum, train
 from tests.assets.tiny_models import tiny_gpt2, tiny_llama
+from tests.helpers import ARITHMETIC_ROWS as ROWS
 from tests.helpers import canonical_table
-
-ROWS = [
-    {"instruction": f"What is {a} plus {b}?", "output": f"{a} plus {b} is {a + b}."}
-    for a in range(3, 9)
-    for b in range(2, 6)
-] + [{"instruction": "法国的首都是哪里？", "output": "法国的首都是巴黎。"}]
 
 
 @pytest.fixture(scope="module")
