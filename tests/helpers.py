@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -92,3 +93,30 @@ def tiny_repo(base: Path, **extra: Any) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     commit_all(repo, "tiny settings")
     return repo
+
+
+# Credentials of the team-stack test only (tests/stack; the stack reads them from the environment).
+PREFECT_AUTH = "sftops-admin:prefect-test-password"
+MLFLOW_USER = "admin"
+MLFLOW_PASSWORD = "mlflow-test-password"
+
+
+def missing_browser() -> str | None:
+    """Why the browser test cannot run here (Chromium or Playwright missing), else ``None``."""
+    import importlib.util
+
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} missing (apt-get install -y chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright missing (pip install playwright; never `playwright install`)"
+    return None
+
+
+def browser_required() -> bool:
+    """Whether a missing browser fails the e2e test instead of skipping it: .ci/run sets
+    ``SFTOPS_REQUIRE_BROWSER=1`` (and CI services set ``CI``)."""
+    return os.environ.get("SFTOPS_REQUIRE_BROWSER") == "1" or bool(os.environ.get("CI"))
+
+
+# SFTOPS_CHROMIUM: another binary (tests/integration/test_ci_guards.py points it at nothing).
+CHROMIUM = Path(os.environ.get("SFTOPS_CHROMIUM", "/usr/bin/chromium"))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import sys
@@ -13,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import tiny_repo
+from tests.helpers import CHROMIUM, missing_browser, tiny_repo
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -26,14 +24,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def missing_browser() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} missing (apt-get install -y chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "playwright missing (pip install playwright; never `playwright install`)"
-    return None
 
 
 def free_port() -> int:

@@ -16,12 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import tiny_repo
+from tests.helpers import MLFLOW_PASSWORD, MLFLOW_USER, PREFECT_AUTH, tiny_repo
 
-# Credentials of this test only (the stack reads them from the environment).
-PREFECT_AUTH = "sftops-admin:prefect-test-password"
-MLFLOW_USER = "admin"
-MLFLOW_PASSWORD = "mlflow-test-password"
 STACK_TINY = {"augment.enabled": False, "train.use_augmented": False}
 
 
@@ -97,3 +93,9 @@ def leftover_processes(stack: Any, records: dict[str, dict[str, float]]) -> list
         if not port_free(port):
             left.append(f"port {port} ({name}) still bound")
     return left
+
+
+@pytest.fixture
+def leftovers() -> Any:
+    """:func:`leftover_processes`, for the tests (a test module does not import this one)."""
+    return leftover_processes

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.stack.conftest import MLFLOW_PASSWORD, MLFLOW_USER, PREFECT_AUTH, leftover_processes
+from tests.helpers import MLFLOW_PASSWORD, MLFLOW_USER, PREFECT_AUTH
 
 pytestmark = [
     pytest.mark.stack,
@@ -258,7 +258,7 @@ def test_retrain_deployment_runs_through_the_worker(
 
 
 def test_restart_keeps_deployments_runs_registry_and_artifacts(
-    stack: Any, monkeypatch: pytest.MonkeyPatch
+    stack: Any, monkeypatch: pytest.MonkeyPatch, leftovers: Any
 ) -> None:
     from sftops.stack.team import DVC_BUCKET, MLFLOW_BUCKET
 
@@ -269,7 +269,7 @@ def test_restart_keeps_deployments_runs_registry_and_artifacts(
     records = dict(stack.state.processes)
     # stopped and started by new Stack objects, as separate `sftops stack` commands would
     Stack(stack.paths.root, stack.paths.state, env=stack.env).down()
-    assert not leftover_processes(stack, records)
+    assert not leftovers(stack, records)
     started = time.monotonic()
     stack = Stack(stack.paths.root, stack.paths.state, env=stack.env)
     stack.up(timeout=300)
