@@ -1,8 +1,10 @@
 """Augmentation throughput on 2,000 English train rows, measured side by side in one run.
 
 Prints rows/s for synonym replacement, for back-translation + similarity filter, and how much
-faster a rerun with warm caches is than the first run (in this process, and in a fresh process
-where WordNet has to be loaded again).
+faster a rerun with warm caches is than the first run. The cached-rerun verdict compares two
+fresh processes, as `dvc repro` runs the stage: the first on an empty cache folder, the rerun
+on the cache the first one left (models and caches loaded from disk in both); the warm rerun in
+this process is printed for information only. Exits 1 when a target is missed.
 
     python bench/augment_bench.py [--rows 2000]
     python bench/augment_bench.py --labels [tests/assets/augment_labels.csv]
@@ -168,13 +170,42 @@ def label_bench(path: Path) -> int:
     return 0 if ok else 1
 
 
-def main() -> None:
+def fresh_process_seconds(rows: int, cache: Path) -> float:
+    """Seconds of ``augment_table`` on :func:`english_rows` in a new interpreter (the rows are
+    prepared before the clock starts; loading models and caches from disk is timed)."""
+    probe = (
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); "
+        "from bench.augment_bench import *; "
+        f"t = english_rows({rows}); s = time.perf_counter(); "
+        f"augment_table(t, AugmentParams(enabled=True), {str(cache)!r}); "
+        "print(time.perf_counter() - s)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def verdicts(synonym_rate: float, bt_rate: float, fresh_speedup: float) -> dict[str, bool]:
+    """The targets of issue 4; the cached rerun is judged on fresh processes.
+
+    >>> all(verdicts(2500, 200, 25.0).values())
+    True
+    >>> [name for name, ok in verdicts(2500, 200, 3.0).items() if not ok]
+    ['cached rerun (new process) >= 20x']
+    """
+    return {
+        "synonym >= 2000 rows/s": synonym_rate >= 2000,
+        "back-translation + filter >= 150 rows/s": bt_rate >= 150,
+        "cached rerun (new process) >= 20x": fresh_speedup >= 20,
+    }
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--labels", nargs="?", type=Path, const=LABELS, default=None)
     args = parser.parse_args()
     if args.labels:
-        raise SystemExit(label_bench(args.labels))
+        return label_bench(args.labels)
     train = english_rows(args.rows)
     n = len(train)
     full = AugmentParams(enabled=True)
@@ -201,22 +232,15 @@ def main() -> None:
         first_seconds, first_summary = timed(train, full, Path(tmp) / "full")
         rerun_seconds, rerun_summary = timed(train, full, Path(tmp) / "full")
         assert rerun_summary["rows_added"] == first_summary["rows_added"]
-        probe = (
-            f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); "
-            "from bench.augment_bench import *; "
-            f"t = english_rows({args.rows}); s = time.perf_counter(); "
-            f"augment_table(t, AugmentParams(enabled=True), {str(Path(tmp) / 'full')!r}); "
-            "print(time.perf_counter() - s)"
-        )
-        fresh = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-        )
-        fresh_rerun_seconds = float(fresh.stdout.strip().splitlines()[-1])
+        # What `dvc repro augment` does: a new process, first on no cache, then on its cache.
+        fresh_first_seconds = fresh_process_seconds(args.rows, Path(tmp) / "fresh")
+        fresh_rerun_seconds = fresh_process_seconds(args.rows, Path(tmp) / "fresh")
 
     synonym_rate = n / synonym_seconds
     bt_rate = n / bt_seconds
     speedup = first_seconds / rerun_seconds
-    fresh_speedup = first_seconds / fresh_rerun_seconds
+    fresh_speedup = fresh_first_seconds / fresh_rerun_seconds
+    checks = verdicts(synonym_rate, bt_rate, fresh_speedup)
     results = {
         "rows": n,
         "wordnet_load_seconds": round(wordnet_load, 2),
@@ -225,8 +249,10 @@ def main() -> None:
         "first_full_run_seconds": round(first_seconds, 2),
         "cached_rerun_seconds": round(rerun_seconds, 3),
         "cached_rerun_speedup": round(speedup, 1),
+        "first_run_fresh_process_seconds": round(fresh_first_seconds, 2),
         "cached_rerun_fresh_process_seconds": round(fresh_rerun_seconds, 2),
         "cached_rerun_fresh_process_speedup": round(fresh_speedup, 1),
+        "checks": checks,
         "accepted": {m: v["accepted"] for m, v in first_summary["methods"].items()},
         "acceptance_rate": {m: v["acceptance_rate"] for m, v in first_summary["methods"].items()},
         "bt_only_accepted": {m: v["accepted"] for m, v in bt_summary["methods"].items()},
@@ -242,18 +268,22 @@ def main() -> None:
     )
     print(f"  first full run               {first_seconds:10.2f} s")
     print(
-        f"  cached rerun (same process)  {rerun_seconds:10.3f} s  = {speedup:.0f}x faster   "
-        f"target >= 20x  {'PASS' if speedup >= 20 else 'FAIL'}"
+        f"  cached rerun (same process)  {rerun_seconds:10.3f} s  = {speedup:.0f}x faster "
+        "(warm models in memory: information only)"
     )
     print(
+        f"  first run (new process)      {fresh_first_seconds:10.2f} s\n"
         f"  cached rerun (new process)   {fresh_rerun_seconds:10.2f} s  = {fresh_speedup:.1f}x "
-        "faster (new process: models and caches loaded from disk)"
+        f"faster   target >= 20x  {'PASS' if fresh_speedup >= 20 else 'FAIL'}  (as `dvc repro`)"
     )
     print(json.dumps(results, indent=2))
     out = ROOT / "bench" / "results" / "augment_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    missed = [name for name, ok in checks.items() if not ok]
+    print(f"targets missed: {', '.join(missed)}" if missed else "all targets met")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
