@@ -10,7 +10,9 @@ one setting). Reads the splits written by the data stages (`sftops run --no-trai
 Results: ``bench/results/ablation/<setting>.json|.md`` and ``bench/results/augment_ablation.md``.
 
 ``--previous FILE``: reuse settings already in that JSON (a finished setting is not rerun:
-training on CPU is deterministic).
+training on CPU is deterministic) when they were run with the same overrides; a setting run
+with other overrides is run again. ``--out DIR``: where the results go (default bench/results).
+Exits 1 when a run fails or the previous file cannot be read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sftops.config import load_params, parse_override  # noqa: E402
+from sftops.errors import SftopsError  # noqa: E402
 from sftops.mlops.ablation import AblationSetting, run_ablation, table_markdown  # noqa: E402
 
 # Small CPU budget: a short run that still moves the model (last 4 layers, higher lr, short
@@ -53,33 +56,58 @@ SETTINGS = {
 }
 
 
-def main() -> None:
+def load_previous(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Results of ``path`` run with the same ``overrides`` (others are dropped: rerun)."""
+    if path is None:
+        return {}
+    try:
+        previous: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SftopsError(f"{path}: cannot read previous results ({err})") from err
+    kept = {}
+    for name, result in previous.items():
+        if result.get("overrides", overrides) == overrides:  # older files recorded none
+            kept[name] = result
+        else:
+            print(f"{name}: in {path} with other overrides, run again")
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", action="append", choices=sorted(SETTINGS), default=[])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--previous", type=Path, default=None)
     parser.add_argument("--no-mlflow", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
     overrides = {**CPU_OVERRIDES, **dict(parse_override(o) for o in args.overrides)}
-    results: dict[str, Any] = json.loads(args.previous.read_text()) if args.previous else {}
-    out = ROOT / "bench" / "results"
-    for name in args.setting or list(SETTINGS):
-        if name in results:
-            print(f"{name}: reused from {args.previous}")
-            continue
-        params = load_params(ROOT / "params.yaml", overrides)
-        results[name] = run_ablation(
-            params, SETTINGS[name], out / "ablation", mlflow=not args.no_mlflow
-        )
-        print(table_markdown([results[name]]), flush=True)
+    out: Path = args.out
+    try:
+        results = load_previous(args.previous, overrides)
+        for name in args.setting or list(SETTINGS):
+            if name in results:
+                print(f"{name}: reused from {args.previous}")
+                continue
+            params = load_params(ROOT / "params.yaml", overrides)
+            results[name] = run_ablation(
+                params, SETTINGS[name], out / "ablation", mlflow=not args.no_mlflow
+            )
+            results[name]["overrides"] = overrides
+            print(table_markdown([results[name]]), flush=True)
+    except SftopsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     table = table_markdown(list(results.values()))
     print(table)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "augment_ablation.json").write_text(json.dumps(results, indent=2))
     (out / "augment_ablation.md").write_text(
         "# Augmentation ablation (with minus without; paired bootstrap, 95% CI)\n\n"
         f"Overrides: `{json.dumps(overrides)}`\n\n{table}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Generation ratio for bench/gpu.sh: sftops batched `generate` vs one prompt at a time, the same
 greedy prompts (single-turn rows of data/sample through the training chat template), and the
-share of answers that match exactly. Writes one JSON file.
+share of answers that match exactly. Writes one JSON file. Exits 1 on a GPU when the ratio is
+below the target (``TARGET_GPU``); on a CPU (the smoke run of bench/gpu.sh) no target applies.
 
     python bench/gpu_generate.py --out bench/results/gpu_generate.json
     python bench/gpu_generate.py --model <folder> --prompts 4 --max-new-tokens 8   # smoke
@@ -80,6 +81,10 @@ def main() -> int:
         f"{result['one_at_a_time_tokens_per_s']:.0f} tok/s: {result['ratio']:.1f}x; "
         f"greedy match {match:.0%}"
     )
+    if device == "cuda":
+        ok = result["ratio"] >= TARGET_GPU
+        print(f"target >= {TARGET_GPU:.0f}x on the GPU: {'PASS' if ok else 'FAIL'}")
+        return 0 if ok else 1
     return 0
 
 
