@@ -66,9 +66,6 @@ from sftops.modeling.recipe import (
 log = logging.getLogger("sftops.train")
 
 
-# ------------------------------------------------------------------------------ the loop
-
-
 @dataclass
 class TrainResult:
     model_dir: str
