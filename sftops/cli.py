@@ -322,7 +322,8 @@ def serve_command(
     the champion alias moves."""
     _setup_logging()
     try:
-        from sftops.serving.server import default_source, serve
+        from sftops.serving.runner import serve
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -350,7 +351,8 @@ def chat_command(
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
     try:
-        from sftops.serving.server import chat_repl, default_source
+        from sftops.serving.chat import chat_repl
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
