@@ -30,15 +30,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sample_data import duplicates, planted, popped  # noqa: E402
-from sample_data.chats import (  # noqa: E402
+from sample_data import duplicates, planted, popped
+from sample_data.chats import (
     chat_multi_en,
     chat_multi_zh,
     chat_single_en,
     chat_single_zh,
     collect_chats,
 )
-from sample_data.en_rows import (  # noqa: E402
+from sample_data.en_rows import (
     en_arith,
     en_capitals,
     en_colours,
@@ -50,10 +50,10 @@ from sample_data.en_rows import (  # noqa: E402
     en_topics,
     en_units,
 )
-from sample_data.output import assemble, check_and_report, write_files  # noqa: E402
-from sample_data.reviews import reviews  # noqa: E402
-from sample_data.sample import Sample  # noqa: E402
-from sample_data.zh_rows import (  # noqa: E402
+from sample_data.output import assemble, check_and_report, write_files
+from sample_data.reviews import reviews
+from sample_data.sample import Sample
+from sample_data.zh_rows import (
     zh_arith,
     zh_capitals,
     zh_colours,

@@ -1,4 +1,4 @@
-"""Generator of the bundled sample corpus (``data/sample/``); entry point ``scripts/make_sample_data.py``.
+"""Generator of the bundled sample corpus (``data/sample/``), run by ``make_sample_data.py``.
 
 Modules, in the order ``main()`` uses them:
 

@@ -181,5 +181,3 @@ def collect_chats(factory, n, lang, system_p):
         fmt = "sharegpt" if rng.random() < 0.6 else "openai"
         out.append(make_chat(turns, system, fmt))
     return out
-
-

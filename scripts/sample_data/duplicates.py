@@ -92,7 +92,12 @@ def plant_near_duplicates(s: Sample) -> None:
         for _ in range(n):
             src = _review_source(s, kind)
             s.add_near(CSV, kind, src, near_variant(src, kind, _review_lang(src)))
-    for kind, n in [("casing", 2), ("whitespace", 2), ("extra_punctuation", 1), ("word_changed", 1)]:
+    for kind, n in [
+        ("casing", 2),
+        ("whitespace", 2),
+        ("extra_punctuation", 1),
+        ("word_changed", 1),
+    ]:
         for _ in range(n):
             src = s.ch.pick(_CHAT_SOURCE[kind])
             s.add_near(CH, kind, src, chat_near_variant(src, kind))

@@ -43,6 +43,7 @@ def make_card(prefix: str) -> str:
 def group4(card: str, sep: str = " ") -> str:
     return sep.join(card[i : i + 4] for i in range(0, len(card), 4))
 
+
 # GB 11643-1999 weights and check characters of the 18-digit resident ID.
 CN_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 CN_ID_CHECK = "10X98765432"
@@ -83,4 +84,3 @@ def akia_key():
 
 def ghp_key():
     return "ghp_" + "".join(rng.choice(ALNUM) for _ in range(36))
-

@@ -1,4 +1,4 @@
-"""Clean sentiment-review rows (``reviews.csv``), English and Chinese, from ``tables/reviews.json``."""
+"""Clean sentiment-review rows (``reviews.csv``), English and Chinese (``tables/reviews.json``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from .common import arow, collect, load_tables, rng
 _T = load_tables("reviews")
 EN_REVIEW_INSTR = _T["EN_REVIEW_INSTR"]
 ZH_REVIEW_INSTR = _T["ZH_REVIEW_INSTR"]
-_EN_ITEMS = {"product": _T["PRODUCTS_EN"], "movie": _T["MOVIES_EN"], "restaurant": _T["RESTAURANTS_EN"]}
-_ZH_ITEMS = {"product": _T["ZH_PRODUCTS"], "movie": _T["ZH_MOVIES"], "restaurant": _T["ZH_RESTAURANTS"]}
+_EN_ITEMS = {
+    "product": _T["PRODUCTS_EN"],
+    "movie": _T["MOVIES_EN"],
+    "restaurant": _T["RESTAURANTS_EN"],
+}
+_ZH_ITEMS = {
+    "product": _T["ZH_PRODUCTS"],
+    "movie": _T["ZH_MOVIES"],
+    "restaurant": _T["ZH_RESTAURANTS"],
+}
 
 
 def review_row(lang, domain, label):
@@ -50,5 +58,3 @@ def reviews(lang, per_class):
             d = domains[i % 3]
             rows += collect(lambda d=d, label=label: review_row(lang, d, label), 1)
     return rows
-
-

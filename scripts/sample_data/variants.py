@@ -161,4 +161,3 @@ def control_variant(row, ch):
         if r["input"]:
             r["input"] = r["input"].replace(". ", ".\r\n", 1)
     return r
-
