@@ -122,6 +122,20 @@ def arow(instruction, inp, output, task=None, label=None) -> OrderedDict:
     return row
 
 
+def template_row(template: Mapping[str, str], label=None, **values) -> OrderedDict:
+    """An Alpaca row from a table template (``instruction``/``input``/``output`` with
+    ``{name}`` placeholders filled from ``values``, and its ``task``).
+
+    >>> dict(template_row({"instruction": "Is {x} odd?", "output": "No.", "task": "qa"}, x=2))
+    {'instruction': 'Is 2 odd?', 'input': '', 'output': 'No.', 'task': 'qa'}
+    """
+
+    def field(k: str) -> str:
+        return template.get(k, "").format(**values)
+
+    return arow(field("instruction"), field("input"), field("output"), template["task"], label)
+
+
 # Template rows of one family share their instruction, so two rows that differ in a single
 # filler can look like near duplicates to a MinHash/Jaccard filter.  To keep the *planted*
 # near duplicates the only ones, a candidate is rejected when its character 5-gram Jaccard

@@ -6,12 +6,13 @@ which random draws fill them, in a fixed order.
 
 from __future__ import annotations
 
-from .common import arow, cap_first, collect, fill, from_list, load_tables, rng
+from .common import arow, cap_first, collect, fill, from_list, load_tables, rng, template_row
 
 _FACTS = load_tables("en_facts")
 COUNTRIES = _FACTS["COUNTRIES"]
 EN_UNITS = _FACTS["EN_UNITS"]
 EN_OPPOSITES = _FACTS["EN_OPPOSITES"]
+_ROW = _FACTS["EN_ROW_TEMPLATES"]
 
 _SUMM = load_tables("en_summaries")
 _SUMM_TEMPLATES = _SUMM["EN_SUMMARY_TEMPLATES"]
@@ -34,9 +35,7 @@ _TOPICS = load_tables("en_topics")
 def en_capitals():
     return from_list(
         COUNTRIES,
-        lambda c: arow(
-            f"What is the capital of {c[0]}?", "", f"The capital of {c[0]} is {c[1]}.", "qa"
-        ),
+        lambda c: template_row(_ROW["capital"], country=c[0], capital=c[1]),
     )
 
 
@@ -54,7 +53,7 @@ def en_arith():
         else:
             a, b = rng.randint(2, 12), rng.randint(2, 20)
             c = a * b
-        return arow(f"What is {a} {op} {b}?", "", f"{a} {op} {b} is {c}.", "qa")
+        return template_row(_ROW["arithmetic"], a=a, op=op, b=b, c=c)
 
     return collect(f, 110)
 
@@ -63,7 +62,7 @@ def en_units():
     def f():
         fr, to, k = rng.choice(EN_UNITS)
         n = rng.randint(2, 20)
-        return arow(f"How many {to} are in {n} {fr}?", "", f"{n} {fr} is {n * k} {to}.", "qa")
+        return template_row(_ROW["unit"], to=to, n=n, unit=fr, m=n * k)
 
     return collect(f, 45)
 
@@ -71,39 +70,28 @@ def en_units():
 def en_defs():
     return from_list(
         _FACTS["EN_DEFS"],
-        lambda d: arow(
-            f'What is the meaning of the word "{d[0]}"?',
-            "",
-            f'The word "{d[0]}" means {d[1]}.',
-            "qa",
-        ),
+        lambda d: template_row(_ROW["definition"], word=d[0], meaning=d[1]),
     )
 
 
 def en_colours():
     return from_list(
         _FACTS["EN_COLOURS"],
-        lambda c: arow(
-            f"What colour is {c[0]}?", "", f"{cap_first(c[0])} is usually {c[1]}.", "qa"
-        ),
+        lambda c: template_row(_ROW["colour"], thing=c[0], Thing=cap_first(c[0]), colour=c[1]),
     )
 
 
 def en_opposites():
     return from_list(
         EN_OPPOSITES,
-        lambda p: arow(
-            f'What is the opposite of "{p[0]}"?', "", f'The opposite of "{p[0]}" is "{p[1]}".', "qa"
-        ),
+        lambda p: template_row(_ROW["opposite"], word=p[0], opposite=p[1]),
     )
 
 
 def en_plurals():
     return from_list(
         _FACTS["EN_PLURALS"],
-        lambda p: arow(
-            f'What is the plural of "{p[0]}"?', "", f'The plural of "{p[0]}" is "{p[1]}".', "qa"
-        ),
+        lambda p: template_row(_ROW["plural"], word=p[0], plural=p[1]),
     )
 
 
@@ -212,37 +200,27 @@ def en_rewrites():
     def past():
         s = rng.choice(EN_SUBJECTS)
         pres, pst = rng.choice(EN_VERBS)
-        return arow(
-            "Rewrite the sentence in the past tense.", f"{s} {pres}.", f"{s} {pst}.", "rewrite"
-        )
+        return template_row(_ROW["past_tense"], subject=s, verb=pres, past=pst)
 
     rows += collect(past, 40)
 
     def upper():
         if rng.random() < 0.5:
-            s = f"{rng.choice(EN_SUBJECTS)} {rng.choice(EN_VERBS)[0]}."
+            subject, verb = rng.choice(EN_SUBJECTS), rng.choice(EN_VERBS)[0]
+            s = _FACTS["EN_UPPERCASE_SENTENCES"]["verb"].format(subject=subject, verb=verb)
         else:
-            s = f"The {rng.choice(nouns)} is {rng.choice(adjs)}."
-        return arow("Convert the following sentence to uppercase.", s, s.upper(), "rewrite")
+            noun, adj = rng.choice(nouns), rng.choice(adjs)
+            s = _FACTS["EN_UPPERCASE_SENTENCES"]["adjective"].format(noun=noun, adj=adj)
+        return template_row(_ROW["uppercase"], sentence=s, upper=s.upper())
 
     rows += collect(upper, 25)
 
     def question():
         if rng.random() < 0.5:
             n, a = rng.choice(nouns), rng.choice(adjs)
-            return arow(
-                "Turn this statement into a yes/no question.",
-                f"The {n} is {a}.",
-                f"Is the {n} {a}?",
-                "rewrite",
-            )
+            return template_row(_ROW["question_adjective"], noun=n, adj=a)
         nm, ab = rng.choice(_REWRITE["EN_NAMES"]), rng.choice(_REWRITE["EN_ABILITIES"])
-        return arow(
-            "Turn this statement into a yes/no question.",
-            f"{nm} can {ab}.",
-            f"Can {nm} {ab}?",
-            "rewrite",
-        )
+        return template_row(_ROW["question_ability"], name=nm, ability=ab)
 
     rows += collect(question, 30)
 
@@ -250,12 +228,7 @@ def en_rewrites():
         s = rng.choice(_REWRITE["EN_FORMAL_SUBJECTS"])
         c, full = rng.choice(_REWRITE["EN_CONTRACTIONS"])
         comp = rng.choice(_REWRITE["EN_FORMAL_COMPLEMENTS"])
-        return arow(
-            "Make this sentence formal by expanding contractions.",
-            f"{s} {c} {comp}.",
-            f"{s} {full} {comp}.",
-            "rewrite",
-        )
+        return template_row(_ROW["formal"], subject=s, short=c, full=full, rest=comp)
 
     rows += collect(formal, 25)
     return rows

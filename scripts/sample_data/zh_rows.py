@@ -6,12 +6,13 @@ in ``tables/en_facts.json``).
 
 from __future__ import annotations
 
-from .common import arow, collect, fill, from_list, load_tables, rng
+from .common import arow, collect, fill, from_list, load_tables, rng, template_row
 from .en_rows import COUNTRIES
 
 _FACTS = load_tables("zh_facts")
 ZH_UNITS = _FACTS["ZH_UNITS"]
 ZH_OPPOSITES = _FACTS["ZH_OPPOSITES"]
+_ROW = _FACTS["ZH_ROW_TEMPLATES"]
 
 _SUMM = load_tables("zh_summaries")
 ZH_CITIES = _SUMM["ZH_CITIES"]
@@ -28,9 +29,7 @@ _TOPICS = load_tables("zh_topics")
 
 def zh_capitals():
     cs = rng.sample(COUNTRIES, 55)
-    return from_list(
-        cs, lambda c: arow(f"{c[2]}的首都是哪里？", "", f"{c[2]}的首都是{c[3]}。", "qa")
-    )
+    return from_list(cs, lambda c: template_row(_ROW["capital"], country=c[2], capital=c[3]))
 
 
 def zh_arith():
@@ -47,7 +46,7 @@ def zh_arith():
         else:
             a, b = rng.randint(2, 12), rng.randint(2, 20)
             c = a * b
-        return arow(f"{a}{op}{b}等于多少？", "", f"{a}{op}{b}等于{c}。", "qa")
+        return template_row(_ROW["arithmetic"], a=a, op=op, b=b, c=c)
 
     return collect(f, 80)
 
@@ -56,7 +55,7 @@ def zh_units():
     def f():
         fr, to, k = rng.choice(ZH_UNITS)
         n = rng.randint(2, 20)
-        return arow(f"{n}{fr}等于多少{to}？", "", f"{n}{fr}等于{n * k}{to}。", "qa")
+        return template_row(_ROW["unit"], n=n, unit=fr, to=to, m=n * k)
 
     return collect(f, 30)
 
@@ -64,21 +63,21 @@ def zh_units():
 def zh_defs():
     return from_list(
         _FACTS["ZH_DEFS"],
-        lambda d: arow(f"“{d[0]}”是什么意思？", "", f"“{d[0]}”的意思是{d[1]}。", "qa"),
+        lambda d: template_row(_ROW["definition"], word=d[0], meaning=d[1]),
     )
 
 
 def zh_colours():
     return from_list(
         _FACTS["ZH_COLOURS"],
-        lambda c: arow(f"{c[0]}通常是什么颜色的？", "", f"{c[0]}通常是{c[1]}的。", "qa"),
+        lambda c: template_row(_ROW["colour"], thing=c[0], colour=c[1]),
     )
 
 
 def zh_opposites():
     return from_list(
         ZH_OPPOSITES,
-        lambda p: arow(f"“{p[0]}”的反义词是什么？", "", f"“{p[0]}”的反义词是“{p[1]}”。", "qa"),
+        lambda p: template_row(_ROW["opposite"], word=p[0], opposite=p[1]),
     )
 
 
@@ -156,13 +155,13 @@ def zh_rewrites():
 
     def q():
         s, p = rng.choice(subjects), rng.choice(preds)
-        return arow("把下面的句子改写成疑问句。", f"{s}{p}。", f"{s}{p}吗？", "rewrite")
+        return template_row(_ROW["question"], subject=s, pred=p)
 
     rows += collect(q, 30)
 
     def neg():
         s, (a, b) = rng.choice(subjects), rng.choice(_REWRITE["ZH_NEG"])
-        return arow("把下面的句子改写成否定句。", f"{s}{a}。", f"{s}{b}。", "rewrite")
+        return template_row(_ROW["negation"], subject=s, pred=a, neg=b)
 
     rows += collect(neg, 25)
 
@@ -171,11 +170,9 @@ def zh_rewrites():
         n = rng.randint(3, 10)
         mw, obj = rng.choice(_REWRITE["ZH_ITEMS"])
         verb = rng.choice(_REWRITE["ZH_DIGIT_VERBS"])
-        return arow(
-            "把下面句子中的阿拉伯数字改写成汉字。",
-            f"{s}{verb}{n}{mw}{obj}。",
-            f"{s}{verb}{_FACTS['ZH_CN_DIGITS'][n]}{mw}{obj}。",
-            "rewrite",
+        numeral = _FACTS["ZH_CN_DIGITS"][n]
+        return template_row(
+            _ROW["digits"], subject=s, verb=verb, n=n, mw=mw, obj=obj, numeral=numeral
         )
 
     rows += collect(digits, 20)
