@@ -1,7 +1,7 @@
 """Clean chat conversations (``chat_sharegpt.jsonl``): single and multi-turn, English and Chinese.
 
-Each conversation is written in the ShareGPT (``conversations``) or OpenAI (``messages``)
-format, some with a system prompt from ``tables/chats.json``.
+The turns are templates in ``tables/chats.json``; each conversation is written in the ShareGPT
+(``conversations``) or OpenAI (``messages``) format, some with a system prompt.
 """
 
 from __future__ import annotations
@@ -15,127 +15,98 @@ EN_SYSTEMS = _T["EN_SYSTEMS"]
 ZH_SYSTEMS = _T["ZH_SYSTEMS"]
 
 
-def chat_single_en():
-    k = rng.randrange(5)
+def _turns(templates, **values) -> list[tuple[str, str]]:
+    return [(u.format(**values), a.format(**values)) for u, a in templates]
+
+
+def _multi(spec: dict, values: dict, follow_up_values=dict) -> list[tuple[str, str]]:
+    """The spec's turns, plus its follow-up turn half of the time."""
+    turns = _turns(spec["turns"], **values)
+    if rng.random() < 0.5:
+        turns += _turns(spec["follow_up"], **values, **follow_up_values())
+    return turns
+
+
+_EN_SINGLE = _T["EN_SINGLE_TURN"]
+_ZH_SINGLE = _T["ZH_SINGLE_TURN"]
+
+
+def _single(k: int, zh: bool) -> list[tuple[str, str]]:
+    """One question and answer; ``k`` picks the kind (only English has the fifth, past tense)."""
+    table = _ZH_SINGLE if zh else _EN_SINGLE
     if k == 0:
         c = rng.choice(COUNTRIES)
-        return [
-            (f"Can you tell me the capital of {c[0]}?", f"Sure! The capital of {c[0]} is {c[1]}.")
-        ]
+        i = 2 if zh else 0
+        return _turns(table["capital"], country=c[i], capital=c[i + 1])
     if k == 1:
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        return [(f"Could you add {a} and {b} for me?", f"Sure! {a} plus {b} equals {a + b}.")]
+        return _turns(table["addition"], a=a, b=b, sum=a + b)
     if k == 2:
-        fr, to, f = rng.choice(EN_UNITS)
+        fr, to, f = rng.choice(ZH_UNITS if zh else EN_UNITS)
         n = rng.randint(2, 30)
-        return [(f"Please convert {n} {fr} into {to}.", f"Sure! {n} {fr} equals {n * f} {to}.")]
+        return _turns(table["unit"], n=n, unit=fr, to=to, m=n * f)
     if k == 3:
-        w, o = rng.choice(EN_OPPOSITES)
-        return [
-            (
-                f'Give me a word that means the opposite of "{w}".',
-                f'Sure! The opposite of "{w}" is "{o}".',
-            )
-        ]
+        w, o = rng.choice(ZH_OPPOSITES if zh else EN_OPPOSITES)
+        return _turns(table["opposite"], word=w, opposite=o)
     s = rng.choice(EN_SUBJECTS)
     pres, pst = rng.choice(EN_VERBS)
-    return [(f"Put this sentence into the past tense: {s} {pres}.", f"Sure! {s} {pst}.")]
+    return _turns(table["past_tense"], subject=s, verb=pres, past=pst)
+
+
+def chat_single_en():
+    return _single(rng.randrange(5), zh=False)
 
 
 def chat_single_zh():
-    k = rng.randrange(4)
-    if k == 0:
-        c = rng.choice(COUNTRIES)
-        return [(f"请告诉我{c[2]}的首都是哪座城市。", f"好的！{c[2]}的首都是{c[3]}。")]
-    if k == 1:
-        a, b = rng.randint(2, 99), rng.randint(2, 99)
-        return [(f"帮我算一下{a}加{b}。", f"好的！{a}加{b}等于{a + b}。")]
-    if k == 2:
-        fr, to, f = rng.choice(ZH_UNITS)
-        n = rng.randint(2, 30)
-        return [(f"请把{n}{fr}换算成{to}。", f"好的！{n}{fr}等于{n * f}{to}。")]
-    w, o = rng.choice(ZH_OPPOSITES)
-    return [(f"请说出“{w}”的反义词。", f"好的！“{w}”的反义词是“{o}”。")]
+    return _single(rng.randrange(4), zh=True)
+
+
+def _capitals(spec: dict, zh: bool) -> list[tuple[str, str]]:
+    c1, c2 = rng.sample(COUNTRIES, 2)
+    i = 2 if zh else 0
+    values = {"country1": c1[i], "capital1": c1[i + 1], "country2": c2[i], "capital2": c2[i + 1]}
+    return _multi(spec, values)
+
+
+def _arithmetic(spec: dict, subtract: bool) -> list[tuple[str, str]]:
+    a, b, d = rng.randint(2, 50), rng.randint(2, 50), rng.randint(2, 9)
+    values = {"a": a, "b": b, "d": d, "sum": a + b, "product": (a + b) * d}
+
+    def follow_up_values() -> dict:
+        if not subtract:
+            return {}
+        e = rng.randint(1, 50)
+        return {"e": e, "difference": (a + b) * d - e}
+
+    return _multi(spec, values, follow_up_values)
+
+
+def _time(spec: dict) -> list[tuple[str, str]]:
+    n = rng.randint(2, 12)
+    return _multi(spec, {"n": n, "minutes": n * 60, "seconds": n * 3600})
 
 
 def chat_multi_en():
+    t = _T["EN_MULTI_TURN"]
     k = rng.randrange(4)
     if k == 0:
-        c1, c2 = rng.sample(COUNTRIES, 2)
-        turns = [
-            (f"What is the capital of {c1[0]}?", f"The capital of {c1[0]} is {c1[1]}."),
-            (f"And what about {c2[0]}?", f"The capital of {c2[0]} is {c2[1]}."),
-        ]
-        if rng.random() < 0.5:
-            turns.append(
-                (
-                    "Which city did I ask about first?",
-                    f"You first asked about {c1[1]}, the capital of {c1[0]}.",
-                )
-            )
-        return turns
+        return _capitals(t["capitals"], zh=False)
     if k == 1:
-        a, b, d = rng.randint(2, 50), rng.randint(2, 50), rng.randint(2, 9)
-        turns = [
-            (f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."),
-            (f"Now multiply that by {d}.", f"{a + b} times {d} is {(a + b) * d}."),
-        ]
-        if rng.random() < 0.5:
-            e = rng.randint(1, 50)
-            turns.append(
-                (
-                    f"And subtract {e} from the result.",
-                    f"{(a + b) * d} minus {e} is {(a + b) * d - e}.",
-                )
-            )
-        return turns
+        return _arithmetic(t["arithmetic"], subtract=True)
     if k == 2:
-        n = rng.randint(2, 12)
-        turns = [
-            (f"How many minutes are in {n} hours?", f"{n} hours is {n * 60} minutes."),
-            ("And how many seconds is that?", f"{n * 60} minutes is {n * 3600} seconds."),
-        ]
-        if rng.random() < 0.5:
-            turns.append(("Thanks!", "You're welcome!"))
-        return turns
+        return _time(t["time"])
     (w1, o1), (w2, o2) = rng.sample(EN_OPPOSITES, 2)
-    turns = [
-        (f'What is the opposite of "{w1}"?', f'The opposite of "{w1}" is "{o1}".'),
-        (f'And the opposite of "{w2}"?', f'The opposite of "{w2}" is "{o2}".'),
-    ]
-    if rng.random() < 0.5:
-        turns.append(("Thanks for your help!", "You're welcome!"))
-    return turns
+    return _multi(t["opposites"], {"word1": w1, "opposite1": o1, "word2": w2, "opposite2": o2})
 
 
 def chat_multi_zh():
+    t = _T["ZH_MULTI_TURN"]
     k = rng.randrange(3)
     if k == 0:
-        c1, c2 = rng.sample(COUNTRIES, 2)
-        turns = [
-            (f"{c1[2]}的首都是哪里？", f"{c1[2]}的首都是{c1[3]}。"),
-            (f"那{c2[2]}呢？", f"{c2[2]}的首都是{c2[3]}。"),
-        ]
-        if rng.random() < 0.5:
-            turns.append(("谢谢！", "不客气！"))
-        return turns
+        return _capitals(t["capitals"], zh=True)
     if k == 1:
-        a, b, d = rng.randint(2, 50), rng.randint(2, 50), rng.randint(2, 9)
-        turns = [
-            (f"{a}加{b}等于多少？", f"{a}加{b}等于{a + b}。"),
-            (f"再乘以{d}呢？", f"{a + b}乘以{d}等于{(a + b) * d}。"),
-        ]
-        if rng.random() < 0.5:
-            turns.append(("谢谢！", "不客气！"))
-        return turns
-    n = rng.randint(2, 12)
-    turns = [
-        (f"{n}小时等于多少分钟？", f"{n}小时等于{n * 60}分钟。"),
-        ("那等于多少秒？", f"{n * 60}分钟等于{n * 3600}秒。"),
-    ]
-    if rng.random() < 0.5:
-        turns.append(("谢谢！", "不客气！"))
-    return turns
+        return _arithmetic(t["arithmetic"], subtract=False)
+    return _time(t["time"])
 
 
 def make_chat(turns, system=None, fmt="sharegpt"):

@@ -80,33 +80,33 @@ def plant_pii(s: Sample) -> None:
 
 def plant_over_long(s: Sample) -> None:
     """Answers of 20,000+ characters; ``clean`` drops them as ``too_long``."""
+    prompt = _T["OVER_LONG_PROMPTS"]
     hist = []
     year = 1640
     while sum(len(x) + 1 for x in hist) < 22000:
         hist.append(f"In {year}, the town of Millbrook {rng.choice(_T['MILLBROOK_EVENTS'])}.")
         year += 1
-    s.add(
-        EN,
-        arow("Write a detailed history of the fictional town of Millbrook.", "", " ".join(hist)),
-        "over_long",
-    )
+    s.add(EN, arow(prompt["history"], "", " ".join(hist)), "over_long")
     para = _T["PHOTOSYNTHESIS_PARAGRAPH"]
-    s.add(EN, arow("Explain how photosynthesis works.", "", (para * 70).strip(), "qa"), "over_long")
+    s.add(EN, arow(prompt["photosynthesis"], "", (para * 70).strip(), "qa"), "over_long")
     count = ", ".join(str(i) for i in range(1, 4501)) + "."
-    s.add(EN, arow("Count from 1 to 4500.", "", count), "over_long")
-    s.add(ZH, arow("请详细介绍一下长江。", "", _T["YANGTZE_PARAGRAPH"] * 360, "qa"), "over_long")
+    s.add(EN, arow(prompt["count"], "", count), "over_long")
+    s.add(ZH, arow(prompt["yangtze"], "", _T["YANGTZE_PARAGRAPH"] * 360, "qa"), "over_long")
     story = (_T["FOX_STORY"] * 110).strip()
-    s.add(CH, make_chat([("Tell me a very long story.", story)], None, "sharegpt"), "over_long")
+    s.add(CH, make_chat([(prompt["story"], story)], None, "sharegpt"), "over_long")
 
 
 def plant_repetitive(s: Sample) -> None:
     """One word or line repeated hundreds of times (not over-long); ``clean`` drops them by the
     repetition filter."""
-    s.add(EN, arow("Describe your favourite food.", "", ("the " * 300).strip(), "qa"), "repetitive")
-    s.add(ZH, arow("请介绍一下你自己。", "", "好的" * 200, "qa"), "repetitive")
-    answer = ("I am not sure.\n" * 50).strip()
-    chat = make_chat([("What is the weather like on Mars?", answer)], None, "openai")
-    s.add(CH, chat, "repetitive")
+
+    def answer(spec: dict) -> str:
+        return (spec["unit"] * spec["times"]).strip()
+
+    en, zh, chat = (_T["REPETITIVE"][k] for k in ("en", "zh", "chat"))
+    s.add(EN, arow(en["prompt"], "", answer(en), "qa"), "repetitive")
+    s.add(ZH, arow(zh["prompt"], "", answer(zh), "qa"), "repetitive")
+    s.add(CH, make_chat([(chat["prompt"], answer(chat))], None, "openai"), "repetitive")
 
 
 def plant_foreign_language(s: Sample) -> None:
