@@ -44,7 +44,7 @@ def review_row(lang, domain, label):
     return arow(
         ZH_REVIEW_INSTR,
         review,
-        {"positive": "正面", "negative": "负面"}[label],
+        _T["ZH_LABEL_WORDS"][label],
         "classification",
         label,
     )
