@@ -33,7 +33,8 @@ def test_data_refresh_flow_runs_all_stages_and_records_task_runs(
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
 
-    overrides = {"split.test": 0.2, "augment.max_rows": 10}
+    # no fluency model: the flow is under test, not the filter (saves materialising SmolLM2)
+    overrides = {"split.test": 0.2, "augment.max_rows": 10, "augment.filter.fluency_model": None}
     state = data_refresh(overrides=overrides, return_state=True)
     assert state.is_completed()
     summaries = state.result()
