@@ -13,7 +13,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The folder decides the marker, so `-m unit` / `-m integration` select by folder and no test
 # can sit in tests/unit without being part of the fast set (or marked slow).
-FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "e2e": "e2e", "stack": "stack"}
+# tests/infra: schema checks of the deployment files, as fast as unit tests.
+FOLDER_MARKERS = {
+    "unit": "unit",
+    "infra": "unit",
+    "integration": "integration",
+    "e2e": "e2e",
+    "stack": "stack",
+}
 # Deselected by default (pyproject addopts): a test carrying one of these is not "unit".
 NOT_UNIT = ("slow", "gpu", "e2e", "stack")
 
