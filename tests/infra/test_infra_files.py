@@ -233,14 +233,7 @@ def test_k8s_worker_manifests_validate() -> None:
 
 def test_prefect_yaml_deployments_clone_the_project_and_target_existing_pools() -> None:
     project = yaml.safe_load((INFRA / "prefect.yaml").read_text(encoding="utf-8"))
-    names = set()
     for deployment in project["deployments"]:
-        path, func = deployment["entrypoint"].split(":")
-        source = (ROOT / path).read_text(encoding="utf-8")
-        assert f"def {func}(" in source, deployment["entrypoint"]
-        flow = re.search(r'@flow\(name="([\w-]+)"', source)
-        assert flow, path
-        names.add(f"{flow.group(1)}/{deployment['name']}")
         steps = [next(iter(step)) for step in deployment["pull"]]
         assert steps[0] == "prefect.deployments.steps.git_clone"
         clone = deployment["pull"][0]["prefect.deployments.steps.git_clone"]
@@ -248,13 +241,72 @@ def test_prefect_yaml_deployments_clone_the_project_and_target_existing_pools() 
         assert deployment["work_pool"]["name"] in ("sftops", "sftops-k8s")
         env = deployment["work_pool"]["job_variables"]["env"]
         assert not any(SECRET_ENV.search(name) for name in env)
-    from sftops.stack.team import DEPLOYMENTS
-
-    assert set(DEPLOYMENTS) <= names
-    assert {"retrain/k8s-gpu", "data_refresh/k8s", "evaluate_model/k8s"} <= names
     k8s_gpu = next(d for d in project["deployments"] if d["name"] == "k8s-gpu")
     assert k8s_gpu["work_pool"]["job_variables"]["gpus"] >= 1
     declared = set(job_template()["variables"]["properties"])
     for deployment in project["deployments"]:
         if deployment["work_pool"]["name"] == "sftops-k8s":
             assert set(deployment["work_pool"]["job_variables"]) <= declared
+
+
+# --------------------------------------------------------------------------- deployments table
+
+
+def test_every_table_entrypoint_is_the_flow_it_names() -> None:
+    from sftops.stack.deployments import DEPLOYMENTS
+
+    for d in DEPLOYMENTS:
+        path, func = d.entrypoint.split(":")
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert f"def {func}(" in source, d.entrypoint
+        flow = re.search(r'@flow\(name="([\w-]+)"', source)
+        assert flow and flow.group(1) == d.flow, (d.entrypoint, d.flow)
+    full = [d.full_name for d in DEPLOYMENTS]
+    assert len(full) == len(set(full)), "a deployment is declared twice"
+
+
+def test_prefect_yaml_is_what_the_deployments_table_generates() -> None:
+    """infra/prefect.yaml's deployments section is generated from sftops/stack/deployments.py:
+    after editing the table, `python -m sftops.stack.deployments --write`."""
+    from sftops.stack.deployments import render_file
+
+    current = (INFRA / "prefect.yaml").read_text(encoding="utf-8")
+    assert render_file(current) == current, (
+        "infra/prefect.yaml differs from the table: python -m sftops.stack.deployments --write"
+    )
+
+
+def test_prefect_yaml_as_prefect_reads_it_says_what_the_table_says() -> None:
+    """The generated text, once YAML resolves its anchors, is each row of the table."""
+    from sftops.stack.deployments import DEPLOYMENTS, POOL_TARGETS
+
+    project = yaml.safe_load((INFRA / "prefect.yaml").read_text(encoding="utf-8"))
+    loaded = project["deployments"]
+    assert len(loaded) == len(DEPLOYMENTS)
+    for d, entry in zip(DEPLOYMENTS, loaded, strict=True):
+        assert (entry["name"], entry["entrypoint"]) == (d.name, d.entrypoint)
+        assert entry["description"] == d.description
+        assert entry["tags"] == list(d.tags)
+        crons = [(s["cron"], s["timezone"]) for s in entry.get("schedules") or []]
+        assert crons == ([(d.cron, "UTC")] if d.cron else [])
+        limit = (entry.get("concurrency_limit") or {}).get("limit")
+        assert limit == d.concurrency_limit({})
+        pool = entry["work_pool"]
+        assert (pool["name"], pool["work_queue_name"]) == POOL_TARGETS[d.pool]
+
+
+def test_deployments_check_fails_on_a_stale_file_and_write_repairs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sftops.stack.deployments import main
+
+    (tmp_path / "infra").mkdir()
+    stale = (INFRA / "prefect.yaml").read_text(encoding="utf-8")
+    stale = stale.replace("limit: 2,", "limit: 7,", 1)
+    (tmp_path / "infra" / "prefect.yaml").write_text(stale, encoding="utf-8")
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+    assert "run with --write" in capsys.readouterr().err
+    assert main(["--write", "--root", str(tmp_path)]) == 0
+    assert main(["--check", "--root", str(tmp_path)]) == 0
+    repaired = (tmp_path / "infra" / "prefect.yaml").read_text(encoding="utf-8")
+    assert repaired == (INFRA / "prefect.yaml").read_text(encoding="utf-8")
