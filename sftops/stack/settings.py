@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sftops.errors import SftopsError
+from sftops.stack.deployments import POOLS
 
 STATE_DIR = ".stack"
-POOL = "sftops"
+POOL = POOLS["process"].name  # the work pool of `stack up`'s worker
 MLFLOW_BUCKET = "sftops-mlflow"
 DVC_BUCKET = "sftops-dvc"
 DVC_REMOTE = "objectstore"
