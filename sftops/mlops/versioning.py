@@ -164,7 +164,7 @@ def experiment_exists(name: str, root: str | Path = ".") -> bool:
         refs = git("for-each-ref", "--format=%(refname)", "refs/exps/", cwd=root, timeout=30)
     except (OSError, subprocess.SubprocessError, SftopsError):
         return False
-    names = refs.decode().split()
+    names = refs.decode(errors="replace").split()
     return any(ref.rsplit("/", 1)[-1] == name for ref in names if ref.count("/") >= 4)
 
 
