@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sftops.errors import SftopsError
-from sftops.mlops.pipeline import DATA_STAGES, STAGES, stage_function
+from sftops.mlops.pipeline import DATA_STAGES, STAGES, run_in_workspace, stage_function
 
 app = typer.Typer(
     help="sftops: instruction-tuning pipeline "
@@ -74,36 +74,26 @@ def _run_stage(name: str, params_file: Path, overrides: list[str] | None) -> Non
     log.info("%s done in %.1fs: %s", name, time.perf_counter() - started, json.dumps(brief))
 
 
-@app.command()
-def ingest(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Read every source in params (Alpaca JSON/JSONL, ShareGPT/OpenAI messages, CSV, Parquet,
-    datasets folder) into the canonical table; unreadable rows go to quarantine."""
-    _run_stage("ingest", params, set_)
+DATA_STAGE_HELP = {
+    "ingest": "Read every source in params (Alpaca JSON/JSONL, ShareGPT/OpenAI messages, CSV, "
+    "Parquet, datasets folder) into the canonical table; unreadable rows go to quarantine.",
+    "clean": "Normalise, strip HTML, scrub PII, filter, and drop exact / near duplicates.",
+    "validate": "Check the cleaned table against its pandera schema; quarantine failing rows.",
+    "split": "Write train / validation / test splits, assigned by hash of the near-dup cluster.",
+    "augment": "Add synonym-replacement and back-translation variants of train prompts, "
+    "filtered by embedding similarity; validation and test rows are never touched.",
+}
 
 
-@app.command()
-def clean(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Normalise, strip HTML, scrub PII, filter, and drop exact / near duplicates."""
-    _run_stage("clean", params, set_)
+def _add_stage_command(name: str, help_text: str) -> None:
+    def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+        _run_stage(name, params, set_)
+
+    app.command(name, help=help_text)(command)
 
 
-@app.command()
-def validate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Check the cleaned table against its pandera schema; quarantine failing rows."""
-    _run_stage("validate", params, set_)
-
-
-@app.command()
-def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Write train / validation / test splits, assigned by hash of the near-dup cluster."""
-    _run_stage("split", params, set_)
-
-
-@app.command()
-def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Add synonym-replacement and back-translation variants of train prompts, filtered by
-    embedding similarity; validation and test rows are never touched."""
-    _run_stage("augment", params, set_)
+for _name, _help in DATA_STAGE_HELP.items():
+    _add_stage_command(_name, _help)
 
 
 @app.command("train")
@@ -116,17 +106,18 @@ def train_command(
     _setup_logging()
     try:
         from sftops.modeling.train import run_train
+        from sftops.reporting import TrainSummary, view
 
-        summary = run_train(_load(params, set_), resume=resume)
+        summary = view(TrainSummary, "train", run_train(_load(params, set_), resume=resume))
     except SftopsError as err:
         _fail(err)
         return
     log.info(
         "train done: validation loss %.4f (base) -> %.4f (best), %d steps, %.0f tok/s",
-        summary["base_val_loss"],
-        summary["best_val_loss"],
-        summary["steps"],
-        summary["tokens_per_second"],
+        summary.base_val_loss,
+        summary.best_val_loss,
+        summary.steps,
+        summary.tokens_per_second,
     )
 
 
@@ -322,7 +313,8 @@ def serve_command(
     the champion alias moves."""
     _setup_logging()
     try:
-        from sftops.serving.server import default_source, serve
+        from sftops.serving.runner import serve
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -350,7 +342,8 @@ def chat_command(
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
     try:
-        from sftops.serving.server import chat_repl, default_source
+        from sftops.serving.chat import chat_repl
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -391,42 +384,14 @@ def run(
 
                 summaries = data_refresh(params_file=str(params), overrides=overrides)
         else:
-            summaries = _run_without_prefect(params, overrides, STAGES if train else DATA_STAGES)
+            summaries = run_in_workspace(params, overrides, STAGES if train else DATA_STAGES)
         loaded = _load(params, set_)
     except SftopsError as err:
         _fail(err)
         return
-    _print_run_summary(summaries, loaded)
+    from sftops.reporting import print_run_summary
 
-
-def _run_without_prefect(
-    params_file: Path, overrides: dict[str, Any], stages: tuple[str, ...]
-) -> dict[str, Any]:
-    from sftops.config import load_params
-    from sftops.mlops.pipeline import execute_stage
-    from sftops.mlops.workspace import (
-        create_workspace,
-        in_place,
-        is_versioned_project,
-        remove_workspace,
-        save_experiment,
-    )
-
-    isolated = is_versioned_project()
-    ws = (
-        create_workspace(f"run-{time.strftime('%Y%m%d-%H%M%S')}", overrides)
-        if isolated
-        else in_place()
-    )
-    try:
-        params = load_params(ws.root / params_file, None if isolated else overrides)
-        summaries: dict[str, Any] = {name: execute_stage(name, params, ws.root) for name in stages}
-        if isolated:
-            rev = save_experiment(ws)
-            summaries["experiment"] = {"dvc.experiment": ws.name, "dvc.experiment_rev": rev}
-        return summaries
-    finally:
-        remove_workspace(ws)
+    print_run_summary(summaries, loaded)
 
 
 ablate_app = typer.Typer(help="Ablations: train with and without a pipeline feature, compare.")
@@ -471,111 +436,6 @@ def ablate_augment_command(
         _fail(err)
         return
     typer.echo(table_markdown([summary]))
-
-
-def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="sftops data stages")
-    table.add_column("stage")
-    table.add_column("rows in", justify="right")
-    table.add_column("rows out", justify="right")
-    table.add_column("quarantined", justify="right")
-    ingest_s, clean_s, valid_s, split_s, augment_s = (summaries[s] for s in DATA_STAGES)
-    table.add_row(
-        "ingest",
-        str(ingest_s["rows_read"]),
-        str(ingest_s["rows_ingested"]),
-        str(ingest_s["rows_quarantined"]),
-    )
-    table.add_row(
-        "clean",
-        str(clean_s["rows_in"]),
-        str(clean_s["rows_kept"]),
-        str(clean_s["rows_quarantined"]),
-    )
-    table.add_row(
-        "validate",
-        str(valid_s["rows_in"]),
-        str(valid_s["rows_valid"]),
-        str(valid_s["rows_quarantined"]),
-    )
-    by_split = ", ".join(f"{k} {v}" for k, v in split_s["rows_by_split"].items())
-    table.add_row("split", str(split_s["rows"]), by_split, "0")
-    table.add_row(
-        "augment",
-        str(augment_s["rows_original"]),
-        f"train_aug {augment_s['rows_out']} (+{augment_s['rows_added']})",
-        str(sum(sum(m["rejected_by_reason"].values()) for m in augment_s["methods"].values())),
-    )
-    if "train" in summaries:
-        t = summaries["train"]
-        table.add_row(
-            "train",
-            f"{t['encoding']['rows']} rows",
-            f"val loss {t['base_val_loss']:.3f} -> {t['best_val_loss']:.3f} ({t['steps']} steps)",
-            str(t["encoding"]["dropped_no_answer"]),
-        )
-    if "evaluate" in summaries:
-        models = summaries["evaluate"]["models"]
-        cells = ", ".join(f"{name} F1 {m['token_f1']:.3f}" for name, m in models.items())
-        table.add_row("evaluate", str(summaries["evaluate"]["test_rows"]), cells, "-")
-    if "promote" in summaries:
-        p = summaries["promote"]
-        verdict = "champion" if p["promoted"] else "not promoted (see reasons on the version)"
-        table.add_row("register", "-", f"{p['model_name']} v{p['version']}: {verdict}", "-")
-    elif summaries.get("register", {}).get("already_registered"):
-        r = summaries["register"]
-        table.add_row("register", "-", f"unchanged: already {r['model_name']} v{r['version']}", "-")
-    console = Console()
-    console.print(table)
-    if "evaluate" in summaries:
-        console.print(_metrics_table(summaries["evaluate"]))
-    experiment = summaries.get("experiment", {}).get("dvc.experiment")
-    if experiment:
-        console.print(
-            f"DVC experiment {experiment}: `dvc exp show` lists it; `dvc exp apply {experiment}` "
-            f"puts its params, reports ({params.paths.reports_dir}/), quarantine and model "
-            "into this checkout"
-        )
-    else:
-        console.print(
-            f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
-            f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
-        )
-    if summaries.get("register", {}).get("run_id"):
-        reg, promoted = summaries["register"], summaries.get("promote", {})
-        aliases = "challenger" + (", champion" if promoted.get("promoted") else "")
-        console.print(
-            f"MLflow run {reg['run_id']} in experiment {params.register_.experiment} "
-            f"({reg['tracking_uri']}); model {reg['model_name']} version {reg['version']}, "
-            f"aliases: {aliases}"
-        )
-        if reg["tracking_uri"].startswith("sqlite"):
-            console.print(
-                f"See it: mlflow ui --backend-store-uri {reg['tracking_uri']} --port 5000, then "
-                "http://127.0.0.1:5000 (or `sftops ui` for Prefect + MLflow)"
-            )
-
-
-def _metrics_table(metrics: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    columns = ["token_f1", "exact_match", "chrf", "rouge_l", "bleu", "accuracy", "perplexity"]
-    table = Table(title=f"evaluation on {metrics['test_rows']} test rows")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, values in metrics["models"].items():
-        table.add_row(
-            name,
-            *(
-                f"{values[c]:.3f}" if isinstance(values.get(c), int | float) else "-"
-                for c in columns
-            ),
-        )
-    return table
 
 
 stack_app = typer.Typer(

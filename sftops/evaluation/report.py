@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from sftops.config import Params
@@ -60,60 +59,19 @@ def human_eval_sheet(result: EvaluateResult, rows: int) -> pd.DataFrame:
 
 
 def metric_bars(metrics: dict[str, Any], target: Path) -> None:
-    import matplotlib
+    """The row metrics of every model with their bootstrap CIs, all on a 0-100 scale."""
+    from sftops.plots import interval_bars
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(metrics["intervals"])
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(1, len(names))
-    x = np.arange(len(ROW_METRICS))
-    for k, name in enumerate(names):
-        intervals = metrics["intervals"][name]
-        scale = [100.0 if m != "chrf" else 1.0 for m in ROW_METRICS]  # all on a 0-100 scale
-        means = [intervals[m]["mean"] * s for m, s in zip(ROW_METRICS, scale, strict=True)]
-        low = [
-            (intervals[m]["mean"] - intervals[m]["ci"][0]) * s
-            for m, s in zip(ROW_METRICS, scale, strict=True)
-        ]
-        high = [
-            (intervals[m]["ci"][1] - intervals[m]["mean"]) * s
-            for m, s in zip(ROW_METRICS, scale, strict=True)
-        ]
-        ax.bar(x + k * width, means, width, yerr=[low, high], capsize=3, label=name)
-    ax.set_xticks(x + width * (len(names) - 1) / 2, ROW_METRICS)
-    ax.set_ylabel("score (0-100), 95% bootstrap CI")
-    ax.set_title(f"Test split, {metrics['test_rows']} rows")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    scale = {m: 1.0 if m == "chrf" else 100.0 for m in ROW_METRICS}  # chrF is already 0-100
+    title = f"Test split, {metrics['test_rows']} rows"
+    interval_bars(metrics["intervals"], list(ROW_METRICS), target, title, scale)
 
 
 def confusion_plot(report: dict[str, Any], target: Path, title: str) -> None:
-    import matplotlib
+    from sftops.plots import confusion_matrix
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.array(report["confusion_matrix"]["matrix"])
-    rows, cols = report["confusion_matrix"]["rows"], report["confusion_matrix"]["columns"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2, 1.0 * len(rows) + 1.5))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-    ax.set_yticks(range(len(rows)), rows)
-    for (i, j), value in np.ndenumerate(cm):
-        ax.text(j, i, str(value), ha="center", va="center")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    cm = report["confusion_matrix"]
+    confusion_matrix(cm["matrix"], cm["rows"], cm["columns"], target, title)
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
