@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from sftops.augment.memo import fill_missing, load_jsonl, save_jsonl, text_key
+from sftops.augment.memo import JsonlMemo, text_key
 from sftops.errors import SftopsError
 
 # Apertium pair names for the pivots it can round-trip through from English.
@@ -153,32 +153,22 @@ class Seq2SeqTranslator:
         return _lines_in(out, counts)
 
 
-class TranslationCache:
+class TranslationCache(JsonlMemo[str]):
     """(direction, text) -> translation, persisted as JSON Lines in the cache folder."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.entries: dict[str, str] = load_jsonl(self.path, str)
-        self.dirty = False
+        super().__init__(path, str)
 
     @staticmethod
     def key(direction: str, engine: str, text: str) -> str:
         return text_key(engine, direction, text)
 
     def translate(self, translator: Translator, texts: Sequence[str], direction: str) -> list[str]:
-        keys, added = fill_missing(
-            self.entries,
+        return self.get_many(
             texts,
             lambda text: self.key(direction, translator.name, text),
             lambda todo: translator.translate(todo, direction),
         )
-        self.dirty |= added
-        return [self.entries[k] for k in keys]
-
-    def save(self) -> None:
-        if self.path and self.dirty:
-            save_jsonl(self.path, self.entries)
-        self.dirty = False
 
 
 def make_translator(engine: str, pivots: Sequence[str], models: dict[str, str], batch_size: int):

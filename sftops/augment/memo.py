@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sftops.io import atomic_path
 
@@ -65,3 +65,28 @@ def save_jsonl(path: Path, entries: dict[str, Any]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for key, value in entries.items():
             handle.write(json.dumps({"k": key, "v": value}, ensure_ascii=False) + "\n")
+
+
+class JsonlMemo(Generic[V]):
+    """A text-keyed memo persisted as JSON Lines: what :func:`fill_missing` adds is written by
+    :meth:`save` (only when something was added)."""
+
+    def __init__(self, path: str | Path | None, decode: Callable[[Any], V]) -> None:
+        self.path = Path(path) if path else None
+        self.entries: dict[str, V] = load_jsonl(self.path, decode)
+        self.dirty = False
+
+    def get_many(
+        self,
+        texts: Sequence[str],
+        key: Callable[[str], str],
+        compute: Callable[[list[str]], Iterable[V]],
+    ) -> list[V]:
+        keys, added = fill_missing(self.entries, texts, key, compute)
+        self.dirty |= added
+        return [self.entries[k] for k in keys]
+
+    def save(self) -> None:
+        if self.path and self.dirty:
+            save_jsonl(self.path, self.entries)
+        self.dirty = False

