@@ -227,8 +227,10 @@ def test_unreachable_server_is_one_line_and_quick(
     monkeypatch.setattr(mlflow.utils.rest_utils, "http_request", no_mlflow_request)
     with pytest.raises(SftopsError) as err:
         R.log_pipeline_run({}, {}, {}, [], LINEAGE)
-    assert probes == [(f"{uri}/health", R.HEALTH_TIMEOUT_S)]
-    assert 0 < R.HEALTH_TIMEOUT_S <= 5
+    from sftops.mlops.registry.store import HEALTH_TIMEOUT_S
+
+    assert probes == [(f"{uri}/health", HEALTH_TIMEOUT_S)]
+    assert 0 < HEALTH_TIMEOUT_S <= 5
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(f"MLflow tracking server {uri} unreachable: ")

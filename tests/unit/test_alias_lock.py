@@ -10,6 +10,7 @@ import pytest
 
 from sftops.mlops import registry as R
 from sftops.mlops.promotion import Decision
+from sftops.mlops.registry import aliases
 
 
 def test_promote_and_rollback_wait_for_the_alias_lock(
@@ -17,8 +18,12 @@ def test_promote_and_rollback_wait_for_the_alias_lock(
 ) -> None:
     order: list[str] = []
     # the alias moves themselves (MLflow calls) are not under test: record when they happen
-    monkeypatch.setattr(R, "_promote", lambda *args, **kwargs: order.append("promote") or True)
-    monkeypatch.setattr(R, "_rollback", lambda *args, **kwargs: order.append("rollback") or "1")
+    monkeypatch.setattr(
+        aliases, "_promote", lambda *args, **kwargs: order.append("promote") or True
+    )
+    monkeypatch.setattr(
+        aliases, "_rollback", lambda *args, **kwargs: order.append("rollback") or "1"
+    )
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
