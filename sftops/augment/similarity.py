@@ -189,13 +189,12 @@ def cheap_rejection(
     original: str, candidate: str, cfg: AugmentFilterParams, method: str = "synonym"
 ) -> str | None:
     """The checks that need no model (run first, so rejected candidates are never embedded):
-        unchanged, a protected token lost, length, a name or a pronoun changed.
+    unchanged, a protected token lost, length, a name or a pronoun changed.
 
-        >>> from sftops.augment.memo import fill_missing, text_key
-    from sftops.config import AugmentFilterParams
-        >>> cheap_rejection("Add two and three.", "Add two and three, then again, twice over.",
-        ...                 AugmentFilterParams())
-        'length_ratio'
+    >>> from sftops.config import AugmentFilterParams
+    >>> cheap_rejection("Add two and three.", "Add two and three, then again, twice over.",
+    ...                 AugmentFilterParams())
+    'length_ratio'
     """
     if not candidate.strip() or same_text(original, candidate):
         return "unchanged"
@@ -218,19 +217,18 @@ def rejection_reason(
 ) -> str | None:
     """Why an augmentation is rejected (None when it is kept).
 
-        >>> from sftops.augment.memo import fill_missing, text_key
-    from sftops.config import AugmentFilterParams
-        >>> cfg = AugmentFilterParams(min_similarity=0.8)
-        >>> rejection_reason("Add 2 and 3.", "Add 2 and 3!", 1.0, cfg)
-        'unchanged'
-        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 4.", 0.9, cfg)
-        'lost_protected_token'
-        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.5, cfg)
-        'low_similarity'
-        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=9.0)
-        'less_fluent'
-        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=0.5) is None
-        True
+    >>> from sftops.config import AugmentFilterParams
+    >>> cfg = AugmentFilterParams(min_similarity=0.8)
+    >>> rejection_reason("Add 2 and 3.", "Add 2 and 3!", 1.0, cfg)
+    'unchanged'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 4.", 0.9, cfg)
+    'lost_protected_token'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.5, cfg)
+    'low_similarity'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=9.0)
+    'less_fluent'
+    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=0.5) is None
+    True
     """
     reason = cheap_rejection(original, candidate, cfg, method)
     if reason is None and similarity < cfg.min_similarity:
