@@ -78,25 +78,38 @@ def kill_all() -> None:
         kill_group(pgid)
 
 
+def _is_prefect_bridge(handler: Any) -> bool:
+    """Prefect's own SIGTERM handler, installed while a flow or task runs (its "SIGTERM bridge")."""
+    return callable(handler) and getattr(handler, "__module__", "").startswith("prefect.")
+
+
 def _install_handlers() -> None:
-    """At exit and on SIGTERM (how a Prefect runner or worker cancels a flow run process): stop
-    every group still running, then do what the previous handler did (Prefect's own, or exit)."""
+    """At exit and on SIGTERM (a runner or worker cancelling the run's process, `kill`): stop
+    every group still running, then do what the previous handler did (exit by default).
+
+    Not while Prefect's SIGTERM bridge is the handler: a runner delivers a cancel only to a
+    process whose handler *is* that bridge (else it acknowledges nothing and the run ends
+    Crashed instead of Cancelled), and the bridge raises in the main thread, which interrupts
+    :func:`run_in_group`'s wait, whose ``except`` stops the group anyway."""
     global _handler_installed
-    if _handler_installed:
+    if not _handler_installed:
+        atexit.register(kill_all)
+        _handler_installed = True
+    if threading.current_thread() is not threading.main_thread():
         return
-    atexit.register(kill_all)
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_sftops_stops_groups", False) or _is_prefect_bridge(previous):
+        return
 
-        def on_sigterm(signum: int, frame: Any) -> None:
-            kill_all()
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise SystemExit(128 + signum)
+    def on_sigterm(signum: int, frame: Any) -> None:
+        kill_all()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
 
-        signal.signal(signal.SIGTERM, on_sigterm)
-    _handler_installed = True
+    on_sigterm._sftops_stops_groups = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def run_in_group(
