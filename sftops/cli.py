@@ -387,6 +387,22 @@ def run(
     except SftopsError as err:
         _fail(err)
         return
+    except KeyboardInterrupt:
+        typer.secho(
+            "interrupted: every stage process of the run was stopped; a rerun restores the "
+            "finished stages from the DVC cache",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
+    except Exception as err:
+        from sftops.mlops.prefect_api import unreachable
+
+        outage = unreachable(err) if prefect else None
+        if outage is None:
+            raise
+        _fail(outage)
+        return
     _print_run_summary(summaries, loaded)
 
 
