@@ -388,8 +388,13 @@ def run(
         _fail(err)
         return
     except KeyboardInterrupt:
+        from sftops.mlops.prefect_api import cancelled_runs, mark_cancelled
+
+        how = "cancelled through the Prefect API" if prefect and cancelled_runs else "interrupted"
+        if prefect and cancelled_runs:
+            mark_cancelled()
         typer.secho(
-            "interrupted: every stage process of the run was stopped; a rerun restores the "
+            f"{how}: every stage process of the run was stopped; a rerun restores the "
             "finished stages from the DVC cache",
             fg=typer.colors.RED,
             err=True,

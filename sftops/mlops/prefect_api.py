@@ -1,4 +1,5 @@
-"""The Prefect API a run reports to, and its outage as one line naming the server.
+"""The Prefect API a run reports to: its outage as one line naming the server, and its cancel
+of a run called in this process (no runner watches those).
 
 The Prefect client already retries a request that fails on the network once it has reached the
 server (``PREFECT_CLIENT_MAX_RETRIES``, exponential backoff); what reaches the caller after that
@@ -8,7 +9,14 @@ into an :class:`SftopsError` that names the server and says what is kept.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
+
 from sftops.errors import SftopsError
+
+log = logging.getLogger("sftops.mlops.prefect_api")
 
 KEPT = (
     "the stages that finished are in the DVC cache and a rerun once the server is back "
@@ -63,3 +71,61 @@ def unreachable(err: BaseException, url: str | None = None) -> SftopsError | Non
             f"Prefect server {where} unreachable ({problem}) after the client's retries; {KEPT}"
         )
     return None
+
+
+_watched: dict[str, threading.Event] = {}
+cancelled_runs: set[str] = set()  # flow runs this process stopped because the API asked
+
+
+def in_process_run() -> bool:
+    """A flow run called in this process (`sftops run`), not started by a runner or worker
+    (those set ``PREFECT__FLOW_RUN_ID`` for the process they start, and watch for cancels)."""
+    return "PREFECT__FLOW_RUN_ID" not in os.environ
+
+
+def watch_for_cancel(flow_run_id: str, every: float = 2.0) -> None:
+    """Stop this process's run when the API cancels it (the UI's Cancel button, `prefect
+    flow-run cancel`). For served runs the runner does this; a run called in-process
+    (`sftops run` against a server) has no runner, so without this it ran on to the end.
+
+    A daemon thread polls the run's state; on Cancelling it sends this process SIGINT (a real
+    signal: it interrupts the blocking wait of :func:`run_in_group`, whose ``except`` stops the
+    stage's process group), and `sftops run` then marks the run Cancelled
+    (:func:`mark_cancelled`)."""
+    if flow_run_id in _watched:
+        return
+    stop = _watched[flow_run_id] = threading.Event()
+
+    def poll() -> None:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            while not stop.wait(every):
+                try:
+                    state = client.read_flow_run(flow_run_id).state
+                except Exception:  # the server down: the run's own calls report it
+                    continue
+                if state is not None and (state.is_cancelling() or state.is_cancelled()):
+                    log.warning("flow run %s cancelled through the API: stopping", flow_run_id)
+                    cancelled_runs.add(flow_run_id)
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                if state is not None and state.is_final():
+                    return
+
+    threading.Thread(target=poll, name=f"cancel-watch-{flow_run_id[:8]}", daemon=True).start()
+
+
+def mark_cancelled() -> list[str]:
+    """Set the runs stopped by :func:`watch_for_cancel` to Cancelled (the engine reported the
+    interruption as a crash); returns their ids."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    done = sorted(cancelled_runs)
+    with get_client(sync_client=True) as client:
+        for run_id in done:
+            client.set_flow_run_state(
+                run_id, Cancelled(message="Cancelled through the API"), force=True
+            )
+    return done

@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 import pytest
+from prefect.states import Cancelling
 
 from tests.helpers import tiny_repo
 
@@ -96,16 +97,15 @@ def wait_gone(workspaces: Path, flow_run_id: str | None, since: float) -> float:
 
 
 def assert_nothing_looks_finished(workspaces: Path) -> None:
-    """A cancelled training leaves no final model and no checkpoint without its weights."""
+    """A cancelled training leaves no final model, and every checkpoint under its final name
+    is whole (weights and trainer state: the resume point); temp folders do not count."""
     if not workspaces.exists():
         return
     for ws in workspaces.iterdir():
         assert not (ws / "models" / "sft" / "model.safetensors").exists(), ws
-        assert not list(ws.rglob("*.tmp")), list(ws.rglob("*.tmp"))
-        for ckpt in ws.glob("models/**/checkpoint*"):
-            if ckpt.is_dir():
-                names = {p.name for p in ckpt.iterdir()}
-                assert not names or "model.safetensors" in names, (ckpt, names)
+        for ckpt in ws.glob("models/checkpoints/step-*"):
+            names = {p.name for p in ckpt.iterdir()}
+            assert {"model.safetensors", "trainer_state.pt"} <= names, (ckpt, names)
 
 
 def base_env(repo: Path, home: Path) -> dict[str, str]:
@@ -227,8 +227,6 @@ def state_of(api: str, run_id: str) -> str:
 def test_cancelling_a_served_retrain_mid_stage_stops_every_process_of_it(
     served: dict[str, Any],
 ) -> None:
-    from prefect.states import Cancelling
-
     repo, api, serve = served["repo"], served["api"], served["serve"]
     workspaces = repo / ".sftops" / "runs"
     run_id = start_deployment_run(api, serve, {"overrides": LONG_TRAINING})
@@ -306,3 +304,46 @@ def test_ctrl_c_on_sftops_run_mid_stage_stops_every_process_and_the_rerun_comple
         ["sftops", "run"], cwd=repo, env=env, capture_output=True, text=True, timeout=1200
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+
+
+def test_cancelling_an_in_process_sftops_run_through_the_api_stops_it(tmp_path: Path) -> None:
+    """`sftops run` with PREFECT_API_URL: the run shows in the UI, but no runner watches it; the
+    run itself must notice the cancel, stop its stage processes and end Cancelled."""
+    from tests.integration.test_outages import kill_server, start_server
+
+    repo = tiny_repo(tmp_path)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**base_env(repo, tmp_path / "prefect"), "PREFECT_API_URL": api}
+    server = start_server(port, tmp_path / "prefect", tmp_path / "server.log")
+    workspaces = repo / ".sftops" / "runs"
+    args = [a for key, value in LONG_TRAINING.items() for a in ("--set", f"{key}={value}")]
+    run = subprocess.Popen(
+        ["sftops", "run", *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            "`sftops train` of the run", lambda: stage_process(workspaces, "train"), 900, run
+        )
+        time.sleep(3)
+        with client_for(api) as client:
+            (flow_run,) = client.read_flow_runs()
+            cancelled_at = time.monotonic()
+            client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
+        gone = wait_gone(workspaces, None, cancelled_at)
+        out, _ = run.communicate(timeout=120)
+        final = state_of(api, str(flow_run.id))
+    finally:
+        stop(run)  # type: ignore[arg-type]
+        kill_server(server)
+    print(f"in-process run cancelled through the API: every process gone {gone:.1f}s after")
+    assert run.returncode == 130, out[-3000:]
+    assert "cancelled through the Prefect API" in out, out[-3000:]
+    assert final == "CANCELLED"
+    assert_nothing_looks_finished(workspaces)
