@@ -112,6 +112,22 @@ def _install_handlers() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """``proc.wait(timeout)`` in short slices. A blocking wait returns to Python only when the
+    signal (Ctrl-C, a runner's SIGTERM, our own SIGINT on an API cancel) lands on this very
+    thread; the kernel may hand it to any of the process's threads (Prefect runs several), and
+    then the handler would only run when the stage ends. Between slices it runs at once."""
+    deadline = None if timeout is None else _monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - _monotonic()
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+        try:
+            return proc.wait(timeout=0.2 if left is None else min(0.2, left))
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_in_group(
     command: Sequence[str],
     *,
@@ -157,7 +173,7 @@ def run_in_group(
     for reader in readers:
         reader.start()
     try:
-        code = proc.wait(timeout=timeout)
+        code = _wait(proc, timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         raise SftopsError(f"{what} timed out after {timeout:.0f}s; stopped") from None

@@ -85,7 +85,9 @@ def is_cleanup(proc: psutil.Process) -> bool:
     return True
 
 
-def wait_gone(workspaces: Path, flow_run_id: str | None, since: float) -> float:
+def wait_gone(
+    workspaces: Path, flow_run_id: str | None, since: float, log: Path | None = None
+) -> float:
     """Seconds from ``since`` until no process of the run is left but its teardown; fails
     after STOP_WITHIN."""
     while True:
@@ -101,7 +103,8 @@ def wait_gone(workspaces: Path, flow_run_id: str | None, since: float) -> float:
             for proc in left:  # do not leave them running for the next test
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
-            raise AssertionError(f"alive {elapsed:.1f}s after the cancel: {described}")
+            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"alive {elapsed:.1f}s after the cancel: {described}\n{tail}")
         time.sleep(0.1)
 
 
@@ -289,7 +292,7 @@ def test_ctrl_c_on_sftops_run_mid_stage_stops_every_process_and_the_rerun_comple
         ["sftops", "run", *args],
         cwd=repo,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "run.log").open("w"),
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
@@ -301,8 +304,9 @@ def test_ctrl_c_on_sftops_run_mid_stage_stops_every_process_and_the_rerun_comple
         time.sleep(3)
         interrupted_at = time.monotonic()
         os.killpg(run.pid, signal.SIGINT)
-        gone = wait_gone(workspaces, None, interrupted_at)
-        out, _ = run.communicate(timeout=120)
+        gone = wait_gone(workspaces, None, interrupted_at, tmp_path / "run.log")
+        run.wait(timeout=120)
+        out = (tmp_path / "run.log").read_text()
         assert run_processes(workspaces) == []  # its teardown too, once it has exited
     finally:
         stop(run)  # type: ignore[arg-type]
@@ -333,7 +337,7 @@ def test_cancelling_an_in_process_sftops_run_through_the_api_stops_it(tmp_path: 
         ["sftops", "run", *args],
         cwd=repo,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "run.log").open("w"),
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
@@ -347,8 +351,9 @@ def test_cancelling_an_in_process_sftops_run_through_the_api_stops_it(tmp_path: 
             (flow_run,) = client.read_flow_runs()
             cancelled_at = time.monotonic()
             client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
-        gone = wait_gone(workspaces, None, cancelled_at)
-        out, _ = run.communicate(timeout=120)
+        gone = wait_gone(workspaces, None, cancelled_at, tmp_path / "run.log")
+        run.wait(timeout=120)
+        out = (tmp_path / "run.log").read_text()
         assert run_processes(workspaces) == []  # its teardown too, once it has exited
         final = state_of(api, str(flow_run.id))
     finally:
