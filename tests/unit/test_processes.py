@@ -95,3 +95,31 @@ def test_sigterm_under_prefects_bridge_still_stops_the_stage_group(tmp_path: Pat
         time.sleep(0.1)
     assert not _group_alive(pgid), "the stage's processes outlived the cancelled run"
     assert run.returncode != 0
+
+
+def test_a_signal_landing_on_another_thread_still_stops_the_group_at_once(tmp_path: Path) -> None:
+    """The kernel may hand a process-directed signal to any thread; Python runs the handler in
+    the main thread only when it next runs bytecode, so a blocking wait would hold the
+    KeyboardInterrupt until the stage ended."""
+    script = textwrap.dedent(
+        f"""
+        import signal, threading
+        from sftops.mlops.processes import run_in_group
+        parked = threading.Event()
+        helper = threading.Thread(target=parked.wait, daemon=True)
+        helper.start()
+        def interrupt_via_helper():
+            import pathlib, time
+            while not pathlib.Path({str(tmp_path / "pgid")!r}).exists():
+                time.sleep(0.05)
+            signal.pthread_kill(helper.ident, signal.SIGINT)
+        threading.Thread(target=interrupt_via_helper, daemon=True).start()
+        run_in_group({TWO_SLEEPERS!r}, cwd={str(tmp_path)!r}, what="stage")
+        """
+    )
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    pgid = int(wait_for(tmp_path / "pgid"))
+    assert "KeyboardInterrupt" in run.stderr, run.stderr[-2000:]
+    assert not _group_alive(pgid)
+    assert time.monotonic() - started < 40  # not the sleepers' 60 s
