@@ -75,6 +75,15 @@ def unreachable(err: BaseException, url: str | None = None) -> SftopsError | Non
 
 _watched: dict[str, threading.Event] = {}
 cancelled_runs: set[str] = set()  # flow runs this process stopped because the API asked
+CANCEL_SIGNAL = signal.SIGUSR2  # ours alone: SIGINT may be ignored (`cmd &` in a script)
+
+
+class CancelledThroughApi(KeyboardInterrupt):
+    """Raised in the main thread when the API cancels the run: unwinds like Ctrl-C."""
+
+
+def _raise_cancelled(signum: int, frame: object) -> None:
+    raise CancelledThroughApi("cancelled through the Prefect API")
 
 
 def in_process_run() -> bool:
@@ -88,12 +97,15 @@ def watch_for_cancel(flow_run_id: str, every: float = 2.0) -> None:
     flow-run cancel`). For served runs the runner does this; a run called in-process
     (`sftops run` against a server) has no runner, so without this it ran on to the end.
 
-    A daemon thread polls the run's state; on Cancelling it sends this process SIGINT (a real
-    signal: it interrupts the blocking wait of :func:`run_in_group`, whose ``except`` stops the
-    stage's process group), and `sftops run` then marks the run Cancelled
-    (:func:`mark_cancelled`)."""
+    A daemon thread polls the run's state; on Cancelling it signals this process, whose handler
+    raises :class:`CancelledThroughApi` (a KeyboardInterrupt) in the main thread: it unwinds
+    like Ctrl-C (:func:`run_in_group` stops the stage's process group), and `sftops run` then
+    marks the run Cancelled (:func:`mark_cancelled`)."""
     if flow_run_id in _watched:
         return
+    if threading.current_thread() is not threading.main_thread():
+        return  # a signal handler can only be set from the main thread
+    signal.signal(CANCEL_SIGNAL, _raise_cancelled)
     stop = _watched[flow_run_id] = threading.Event()
 
     def poll() -> None:
@@ -108,7 +120,7 @@ def watch_for_cancel(flow_run_id: str, every: float = 2.0) -> None:
                 if state is not None and (state.is_cancelling() or state.is_cancelled()):
                     log.warning("flow run %s cancelled through the API: stopping", flow_run_id)
                     cancelled_runs.add(flow_run_id)
-                    os.kill(os.getpid(), signal.SIGINT)
+                    os.kill(os.getpid(), CANCEL_SIGNAL)
                     return
                 if state is not None and state.is_final():
                     return
