@@ -81,7 +81,8 @@ def is_cleanup(proc: psutil.Process) -> bool:
     """The run's own teardown after the cancel (`git worktree remove` of its workspace), which
     may take longer on a busy machine; it is checked to be gone when the run has exited."""
     with contextlib.suppress(psutil.Error):
-        return Path(proc.cmdline()[0]).name == "git"
+        args = proc.cmdline()
+        return not args or Path(args[0]).name == "git"  # no args: it has just exited
     return True
 
 
