@@ -39,8 +39,9 @@ from bench.data_bench import generate_rows  # noqa: E402
 from sftops.augment.augment import augment_table  # noqa: E402
 from sftops.augment.wordnet import load_wordnet  # noqa: E402
 from sftops.config import AugmentParams, CleanParams, IngestParams, Params  # noqa: E402
+from sftops.data.canonical import to_canonical  # noqa: E402
 from sftops.data.clean import clean_table  # noqa: E402
-from sftops.data.ingest import ingest_sources, to_canonical  # noqa: E402
+from sftops.data.ingest import ingest_sources  # noqa: E402
 
 
 def english_rows(n: int) -> pd.DataFrame:

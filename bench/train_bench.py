@@ -228,7 +228,7 @@ def side_sftops(args: argparse.Namespace) -> None:
 def _sftops_autocast(params: Any) -> Any:
     import torch
 
-    from sftops.modeling.train import autocast_dtype
+    from sftops.modeling.hardware import autocast_dtype
 
     return autocast_dtype(params.train, torch.device(params.train.device))
 
@@ -263,9 +263,10 @@ def heldout_loss(model_dir: Path, work: Path, max_length: int, limit: int = 0) -
     import pandas as pd
     import torch
 
-    from sftops.modeling.data import single_rows
+    from sftops.modeling.data import encode_rows, single_rows
+    from sftops.modeling.hardware import cpu_has_native_bf16
+    from sftops.modeling.loss import mean_loss
     from sftops.modeling.models import load_causal_lm, load_tokenizer
-    from sftops.modeling.train import cpu_has_native_bf16, encode_rows, mean_loss
 
     tokenizer = load_tokenizer(model_dir)
     model = load_causal_lm(model_dir, tokenizer=tokenizer)

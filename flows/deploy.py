@@ -9,72 +9,55 @@
 - ``data_refresh/manual``, ``evaluate_model/manual``, ``promote/manual``,
   ``ablate_augment/manual``: triggered from the UI or ``prefect deployment run``.
 
+The deployments are the ``process`` rows of the table in ``sftops/stack/deployments.py``, from
+which ``infra/prefect.yaml`` (the same for a process work pool) is generated.
 Needs ``PREFECT_API_URL`` pointing at a Prefect server (``sftops ui`` starts one and this
 process); runs execute as subprocesses in the current directory (the repository root).
-``infra/prefect.yaml`` declares the same deployments for a process work pool instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from typing import Any
 
-DEFAULT_CRON = "0 2 * * *"
+from sftops.stack.deployments import DEFAULT_CRON, Deployment, of_pool
+
 SERVE_LIMIT = 4  # concurrent runs of this process in all (a paused promote holds one)
-RUN_CONCURRENCY = int(os.environ.get("SFTOPS_RUN_CONCURRENCY", "2"))  # per deployment
 
 
-def deployments(
-    cron: str | None = DEFAULT_CRON, timezone: str = "UTC", name: str = "nightly"
-) -> list[Any]:
-    """The RunnerDeployments served by :func:`main` (importing the flows is the slow part)."""
+def load_flow(entrypoint: str) -> Any:
+    """The flow object of ``flows/retrain.py:retrain`` (importing it is the slow part)."""
+    path, function = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, function)
+
+
+def to_deployment(d: Deployment, cron: str | None, timezone: str) -> Any:
+    """The RunnerDeployment of one row; ``cron`` replaces the row's schedule when it has one
+    (``None``: served for manual runs only)."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
-    from flows.ablate import ablate_augment
-    from flows.data_refresh import data_refresh
-    from flows.evaluate_model import evaluate_model
-    from flows.promote import promote
-    from flows.retrain import retrain
-
-    queued = ConcurrencyLimitConfig(
-        limit=RUN_CONCURRENCY, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+    limit = d.concurrency_limit(os.environ)
+    schedule = cron if d.cron else None
+    return load_flow(d.entrypoint).to_deployment(
+        name=d.name,
+        schedules=[Cron(schedule, timezone=timezone)] if schedule else None,
+        concurrency_limit=None
+        if limit is None
+        else ConcurrencyLimitConfig(
+            limit=limit, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+        ),
+        description=d.description,
+        tags=list(d.tags),
     )
-    return [
-        retrain.to_deployment(
-            name=name,
-            schedules=[Cron(cron, timezone=timezone)] if cron else None,
-            concurrency_limit=queued,
-            description="Data stages, fine-tuning, evaluation, registration, gated promotion.",
-            tags=["sftops"],
-        ),
-        data_refresh.to_deployment(
-            name="manual",
-            concurrency_limit=queued,
-            description="Ingest, clean, validate, split, augment.",
-            tags=["sftops"],
-        ),
-        evaluate_model.to_deployment(
-            name="manual",
-            description="Evaluate a registered version or alias on the current test split.",
-            tags=["sftops"],
-        ),
-        promote.to_deployment(
-            name="manual",
-            description="Gate a registered version; optionally pause for a reviewer.",
-            tags=["sftops"],
-        ),
-        ablate_augment.to_deployment(
-            name="manual",
-            concurrency_limit=ConcurrencyLimitConfig(  # two trainings: one ablation at a time
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
-            ),
-            description="Train with and without augmentation (same seed and steps); "
-            "paired bootstrap of the primary metric and the loss.",
-            tags=["sftops"],
-        ),
-    ]
+
+
+def deployments(cron: str | None = DEFAULT_CRON, timezone: str = "UTC") -> list[Any]:
+    """The RunnerDeployments served by :func:`main`: the table's ``process`` deployments."""
+    return [to_deployment(d, cron, timezone) for d in of_pool("process")]
 
 
 def main(argv: list[str] | None = None) -> None:

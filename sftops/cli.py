@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from sftops.errors import SftopsError
-from sftops.mlops.pipeline import DATA_STAGES, STAGES, stage_function
+from sftops.mlops.pipeline import DATA_STAGES, STAGES, run_in_workspace, stage_function
 
 app = typer.Typer(
     help="sftops: instruction-tuning pipeline "
@@ -313,7 +313,8 @@ def serve_command(
     the champion alias moves."""
     _setup_logging()
     try:
-        from sftops.serving.server import default_source, serve
+        from sftops.serving.runner import serve
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -341,7 +342,8 @@ def chat_command(
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
     try:
-        from sftops.serving.server import chat_repl, default_source
+        from sftops.serving.chat import chat_repl
+        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
         source = default_source(
@@ -382,63 +384,26 @@ def run(
 
                 summaries = data_refresh(params_file=str(params), overrides=overrides)
         else:
-            summaries = _run_without_prefect(params, overrides, STAGES if train else DATA_STAGES)
+            summaries = run_in_workspace(params, overrides, STAGES if train else DATA_STAGES)
         loaded = _load(params, set_)
     except SftopsError as err:
         _fail(err)
         return
-    except KeyboardInterrupt:
-        from sftops.mlops.prefect_api import cancelled_runs, mark_cancelled
+    except KeyboardInterrupt:  # Ctrl-C, or a cancel through the Prefect API
+        from sftops.mlops.prefect_api import interrupted
 
-        how = "cancelled through the Prefect API" if prefect and cancelled_runs else "interrupted"
-        if prefect and cancelled_runs:
-            mark_cancelled()
-        typer.secho(
-            f"{how}: every stage process of the run was stopped; a rerun restores the "
-            "finished stages from the DVC cache",
-            fg=typer.colors.RED,
-            err=True,
-        )
+        typer.secho(interrupted(), fg=typer.colors.RED, err=True)
         raise typer.Exit(code=130) from None
     except Exception as err:
         from sftops.mlops.prefect_api import unreachable
 
-        outage = unreachable(err) if prefect else None
-        if outage is None:
+        if not prefect or (outage := unreachable(err)) is None:
             raise
         _fail(outage)
         return
-    _print_run_summary(summaries, loaded)
+    from sftops.reporting import print_run_summary
 
-
-def _run_without_prefect(
-    params_file: Path, overrides: dict[str, Any], stages: tuple[str, ...]
-) -> dict[str, Any]:
-    from sftops.config import load_params
-    from sftops.mlops.pipeline import execute_stage
-    from sftops.mlops.workspace import (
-        create_workspace,
-        in_place,
-        is_versioned_project,
-        remove_workspace,
-        save_experiment,
-    )
-
-    isolated = is_versioned_project()
-    ws = (
-        create_workspace(f"run-{time.strftime('%Y%m%d-%H%M%S')}", overrides)
-        if isolated
-        else in_place()
-    )
-    try:
-        params = load_params(ws.root / params_file, None if isolated else overrides)
-        summaries: dict[str, Any] = {name: execute_stage(name, params, ws.root) for name in stages}
-        if isolated:
-            rev = save_experiment(ws)
-            summaries["experiment"] = {"dvc.experiment": ws.name, "dvc.experiment_rev": rev}
-        return summaries
-    finally:
-        remove_workspace(ws)
+    print_run_summary(summaries, loaded)
 
 
 ablate_app = typer.Typer(help="Ablations: train with and without a pipeline feature, compare.")
@@ -483,73 +448,6 @@ def ablate_augment_command(
         _fail(err)
         return
     typer.echo(table_markdown([summary]))
-
-
-def _print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from sftops.reporting import RunSummary
-
-    run = RunSummary.of(summaries)
-    table = Table(title="sftops data stages")
-    for column, justify in (
-        ("stage", "left"),
-        ("rows in", "right"),
-        ("rows out", "right"),
-        ("quarantined", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for line in run.lines():
-        table.add_row(line.stage, line.rows_in, line.rows_out, line.set_aside)
-    console = Console()
-    console.print(table)
-    if run.evaluate is not None:
-        console.print(_metrics_table(summaries["evaluate"]))
-    if run.experiment:
-        console.print(
-            f"DVC experiment {run.experiment}: `dvc exp show` lists it; "
-            f"`dvc exp apply {run.experiment}` puts its params, reports "
-            f"({params.paths.reports_dir}/), quarantine and model into this checkout"
-        )
-    else:
-        console.print(
-            f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
-            f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
-        )
-    reg = run.register
-    if reg is not None and reg.run_id:
-        promoted = run.promote is not None and run.promote.promoted
-        aliases = "challenger" + (", champion" if promoted else "")
-        console.print(
-            f"MLflow run {reg.run_id} in experiment {params.register_.experiment} "
-            f"({reg.tracking_uri}); model {reg.model_name} version {reg.version}, "
-            f"aliases: {aliases}"
-        )
-        if reg.tracking_uri.startswith("sqlite"):
-            console.print(
-                f"See it: mlflow ui --backend-store-uri {reg.tracking_uri} --port 5000, then "
-                "http://127.0.0.1:5000 (or `sftops ui` for Prefect + MLflow)"
-            )
-
-
-def _metrics_table(metrics: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    columns = ["token_f1", "exact_match", "chrf", "rouge_l", "bleu", "accuracy", "perplexity"]
-    table = Table(title=f"evaluation on {metrics['test_rows']} test rows")
-    table.add_column("model")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, values in metrics["models"].items():
-        table.add_row(
-            name,
-            *(
-                f"{values[c]:.3f}" if isinstance(values.get(c), int | float) else "-"
-                for c in columns
-            ),
-        )
-    return table
 
 
 stack_app = typer.Typer(

@@ -2,6 +2,10 @@
 
 Every section is a pydantic model with ``extra="forbid"`` so a misspelt key is an error, and
 field descriptions double as CLI help and the Prefect UI form.
+
+Kept as one module over 500 lines on purpose: it is the single typed mirror of params.yaml (a
+section per stage, read top to bottom like the file) and a leaf that imports only
+:mod:`sftops.errors`, so every layer can import it without cycles.
 """
 
 from __future__ import annotations

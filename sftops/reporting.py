@@ -215,3 +215,69 @@ class RunSummary:
             out = f"unchanged: already {r.model_name} v{r.version}"
             lines.append(StageLine("register", "-", out, "-"))
         return lines
+
+
+def print_run_summary(summaries: dict[str, dict[str, Any]], params: Any) -> None:
+    """The end-of-run table: each stage's rows, the metrics, the experiment, the registry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    run = RunSummary.of(summaries)
+    table = Table(title="sftops data stages")
+    for column, justify in (
+        ("stage", "left"),
+        ("rows in", "right"),
+        ("rows out", "right"),
+        ("quarantined", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for line in run.lines():
+        table.add_row(line.stage, line.rows_in, line.rows_out, line.set_aside)
+    console = Console()
+    console.print(table)
+    if run.evaluate is not None:
+        console.print(metrics_table(summaries["evaluate"]))
+    if run.experiment:
+        console.print(
+            f"DVC experiment {run.experiment}: `dvc exp show` lists it; "
+            f"`dvc exp apply {run.experiment}` puts its params, reports "
+            f"({params.paths.reports_dir}/), quarantine and model into this checkout"
+        )
+    else:
+        console.print(
+            f"Reports: {params.paths.reports_dir}/ (evaluation.md, metrics.png)  "
+            f"quarantine: {params.paths.quarantine_dir}/  model: {params.paths.model_dir}/"
+        )
+    reg = run.register
+    if reg is not None and reg.run_id:
+        promoted = run.promote is not None and run.promote.promoted
+        aliases = "challenger" + (", champion" if promoted else "")
+        console.print(
+            f"MLflow run {reg.run_id} in experiment {params.register_.experiment} "
+            f"({reg.tracking_uri}); model {reg.model_name} version {reg.version}, "
+            f"aliases: {aliases}"
+        )
+        if reg.tracking_uri.startswith("sqlite"):
+            console.print(
+                f"See it: mlflow ui --backend-store-uri {reg.tracking_uri} --port 5000, then "
+                "http://127.0.0.1:5000 (or `sftops ui` for Prefect + MLflow)"
+            )
+
+
+def metrics_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    columns = ["token_f1", "exact_match", "chrf", "rouge_l", "bleu", "accuracy", "perplexity"]
+    table = Table(title=f"evaluation on {metrics['test_rows']} test rows")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for name, values in metrics["models"].items():
+        table.add_row(
+            name,
+            *(
+                f"{values[c]:.3f}" if isinstance(values.get(c), int | float) else "-"
+                for c in columns
+            ),
+        )
+    return table

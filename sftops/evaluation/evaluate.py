@@ -59,7 +59,8 @@ def reference_nll(model: Any, tokenizer: Any, test: pd.DataFrame, params: Params
     """Mean per-token NLL of the reference answers under the model (teacher forcing)."""
     import torch
 
-    from sftops.modeling.train import build_rows, encode_rows, mean_loss
+    from sftops.modeling.data import build_rows, encode_rows
+    from sftops.modeling.loss import mean_loss
 
     examples, _ = encode_rows(test, tokenizer, params.train.max_length)
     rows = build_rows(examples, params.train)

@@ -77,8 +77,8 @@ def select_rows(
 def row_losses(model: Any, tokenizer: Any, test: pd.DataFrame, params: Params) -> np.ndarray:
     """Mean per-token NLL of each test row's reference answer (NaN where nothing is scored):
     the per-row counterpart of ``evaluation.evaluate.reference_nll``, so loss gets a paired CI."""
-    from sftops.modeling.data import single_rows
-    from sftops.modeling.train import encode_rows, mean_loss
+    from sftops.modeling.data import encode_rows, single_rows
+    from sftops.modeling.loss import mean_loss
 
     out = np.full(len(test), np.nan)
     for i in range(len(test)):

@@ -48,3 +48,36 @@ def execute_stage(name: str, params: Params, root: str | Path = ".") -> dict[str
     ran = reproduce(name, root)
     log.info("%s: %s", name, "ran" if ran else "unchanged, skipped by DVC")
     return {**stage_summary(name, params, root), "skipped": not ran}
+
+
+def run_in_workspace(
+    params_file: Path, overrides: dict[str, Any], stages: tuple[str, ...]
+) -> dict[str, Any]:
+    """All ``stages`` in order without Prefect: in a workspace of their own (and saved as a DVC
+    experiment) in a versioned project, else here; returns each stage's summary."""
+    import time
+
+    from sftops.config import load_params
+    from sftops.mlops.workspace import (
+        create_workspace,
+        in_place,
+        is_versioned_project,
+        remove_workspace,
+        save_experiment,
+    )
+
+    isolated = is_versioned_project()
+    ws = (
+        create_workspace(f"run-{time.strftime('%Y%m%d-%H%M%S')}", overrides)
+        if isolated
+        else in_place()
+    )
+    try:
+        params = load_params(ws.root / params_file, None if isolated else overrides)
+        summaries: dict[str, Any] = {name: execute_stage(name, params, ws.root) for name in stages}
+        if isolated:
+            rev = save_experiment(ws)
+            summaries["experiment"] = {"dvc.experiment": ws.name, "dvc.experiment_rev": rev}
+        return summaries
+    finally:
+        remove_workspace(ws)

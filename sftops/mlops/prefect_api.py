@@ -141,3 +141,19 @@ def mark_cancelled() -> list[str]:
                 run_id, Cancelled(message="Cancelled through the API"), force=True
             )
     return done
+
+
+def interrupted() -> str:
+    """The line `sftops run` ends with on Ctrl-C or a cancel through the API (after marking the
+    runs :func:`watch_for_cancel` stopped Cancelled)."""
+    how = "interrupted"
+    if cancelled_runs:
+        how = "cancelled through the Prefect API"
+        try:
+            mark_cancelled()
+        except Exception as err:  # the server gone meanwhile: the line still says what happened
+            how += f" (not marked Cancelled: {unreachable(err) or err})"
+    return (
+        f"{how}: every stage process of the run was stopped; a rerun restores the finished "
+        "stages from the DVC cache"
+    )

@@ -55,10 +55,13 @@ def stage_code(module: str, root: Path) -> list[str]:
     seen: set[Path] = set()
     todo = [module]
     while todo:
-        path = module_file(todo.pop(), root)
+        name = todo.pop()
+        path = module_file(name, root)
         if path is None or path in seen:
             continue
         seen.add(path)
+        # importing a.b.c runs a/__init__.py and a/b/__init__.py first (sftops/io/ has code there)
+        todo.extend(".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1))
         todo.extend(_imports(path, root))
     files = {
         p.relative_to(root).as_posix()

@@ -1,14 +1,20 @@
-"""Turning encoded examples into training batches: packing, padding, epoch order.
+"""Turning table rows into training batches: encoding with the chat template, packing,
+padding, epoch order.
 
-Pure functions over token-id lists (no model, no I/O), so they are tested on their own.
+Pure functions over token-id lists (no model, no I/O), so they are tested on their own;
+:func:`encode_rows` needs only a tokenizer.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
+import pandas as pd
 import torch
+
+from sftops.config import TrainParams
 
 IGNORE_INDEX = -100
 
@@ -114,3 +120,24 @@ def collate(
     if packed:
         return {"input_ids": ids, "labels": labels, "position_ids": positions}
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def encode_rows(
+    table: pd.DataFrame, tokenizer: Any, max_length: int
+) -> tuple[list[Example], dict[str, int]]:
+    """Encode with the shared chat template; rows with no answer token left are dropped."""
+    from sftops.modeling.formatting import encode_conversation, row_to_messages
+
+    examples, truncated, dropped = [], 0, 0
+    for row in table.to_dict(orient="records"):
+        encoded = encode_conversation(tokenizer, row_to_messages(row), max_length)
+        truncated += encoded.truncated
+        if all(label == IGNORE_INDEX for label in encoded.labels):
+            dropped += 1
+            continue
+        examples.append(Example(encoded.input_ids, encoded.labels))
+    return examples, {"rows": len(table), "truncated": truncated, "dropped_no_answer": dropped}
+
+
+def build_rows(examples: list[Example], cfg: TrainParams) -> list[Row]:
+    return pack_examples(examples, cfg.max_length) if cfg.packing else single_rows(examples)

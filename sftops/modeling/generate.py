@@ -16,7 +16,7 @@ Prompts are built with the same chat template as training (`formatting.generatio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,34 @@ class Generation:
     text: str
     new_tokens: int
     hit_max_new_tokens: bool  # never emitted the end-of-turn token: capped by max_new_tokens
+
+    @classmethod
+    def from_tokens(
+        cls, tokenizer: Any, tokens: Sequence[int], stops: Collection[int]
+    ) -> Generation:
+        """The answer in ``tokens`` (new token ids, prompt excluded): text up to the first stop
+        token; the stop token counts as generated but is not part of the text."""
+        kept, stopped = trim_at_stop(tokens, stops)
+        return cls(
+            text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+            new_tokens=len(kept) + stopped,
+            hit_max_new_tokens=not stopped,
+        )
+
+
+def trim_at_stop(tokens: Sequence[int], stops: Collection[int]) -> tuple[list[int], bool]:
+    """The tokens before the first stop token, and whether there was one.
+
+    Generation runs in batches, so a row may go on past its stop token (until every row of the
+    batch has ended): everything from the first stop token on is not the row's answer.
+
+    >>> trim_at_stop([5, 6, 2, 7, 2], {2})
+    ([5, 6], True)
+    >>> trim_at_stop([5, 6], {2})
+    ([5, 6], False)
+    """
+    ended = next((k for k, t in enumerate(tokens) if t in stops), None)
+    return (list(tokens[:ended]), True) if ended is not None else (list(tokens), False)
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -104,14 +132,7 @@ def generate(
             generated = model.generate(**batch, **kwargs)
             new_rows = generated[:, batch["input_ids"].shape[1] :].tolist()
         for row, i in enumerate(index):
-            tokens = new_rows[row]
-            ended = next((k for k, t in enumerate(tokens) if t in stops), None)
-            kept = tokens[:ended] if ended is not None else tokens
-            out[i] = Generation(
-                text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                new_tokens=len(kept) + (ended is not None),
-                hit_max_new_tokens=ended is None,
-            )
+            out[i] = Generation.from_tokens(tokenizer, new_rows[row], stops)
         bar.update(len(index))
     bar.close()
     return [g for g in out if g is not None]

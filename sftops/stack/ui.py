@@ -9,55 +9,20 @@ servers: stopping the API under a serve process can leave that process hanging.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sftops.errors import SftopsError
+from sftops.stack import api
+from sftops.stack.deployments import names
+from sftops.stack.services import Service, launch, service_env, tool, wait_until
 
 LOG_DIR = ".sftops/logs"
-DEPLOYMENTS = (
-    "retrain/nightly",
-    "data_refresh/manual",
-    "evaluate_model/manual",
-    "promote/manual",
-)
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    handle: IO[bytes]
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to the service's process group (its own children included), then SIGKILL."""
-        if self.alive():
-            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.handle.close()
 
 
 @dataclass
@@ -85,10 +50,7 @@ class Stack:
         """Raise if a service died (with the tail of its log)."""
         for service in self.services:
             if not service.alive():
-                raise SftopsError(
-                    f"{service.name} exited with {service.process.returncode}:\n"
-                    + _tail(service.log)
-                )
+                raise SftopsError(service.exit_note())
 
     def stop(self) -> None:
         """serve first, then the MLflow and Prefect servers (reverse start order)."""
@@ -103,78 +65,10 @@ class Stack:
         self.stop()
 
 
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _tool(name: str) -> str:
-    """The console script beside this interpreter (the venv's), else on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise SftopsError(f"`{name}` not found (install the project's dependencies)")
-    return found
-
-
-def _get(url: str, timeout: float = 2.0) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body: bytes = response.read()
-            return body
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def _post_json(url: str, payload: dict[str, Any], timeout: float = 5.0) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
-def _wait(what: str, ready: Callable[[], bool], services: list[Service], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for service in services:
-            if not service.alive():
-                raise SftopsError(
-                    f"{service.name} exited with {service.process.returncode} while waiting "
-                    f"for {what}:\n{_tail(service.log)}"
-                )
-        try:
-            if ready():
-                return
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise SftopsError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def _deployment_names(api_url: str) -> set[str]:
-    found = _post_json(f"{api_url}/deployments/filter", {"limit": 200})
-    flows = {f["id"]: f["name"] for f in _post_json(f"{api_url}/flows/filter", {"limit": 200})}
-    return {f"{flows.get(d['flow_id'], '?')}/{d['name']}" for d in found}
-
-
 def stack_env(root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the stack's processes (scripts/env.sh's settings, PREFECT_HOME in
     the repository's ``.prefect``)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PREFECT_HOME"] = str(root / ".prefect")
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    env["PREFECT_LOGGING_EXTRA_LOGGERS"] = "sftops"
-    env["DVC_NO_ANALYTICS"] = "1"
-    env["HF_HUB_OFFLINE"] = "1"
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["PYTHONUNBUFFERED"] = "1"
+    env = service_env(root / ".prefect")
     env.update(extra or {})
     return env
 
@@ -209,49 +103,36 @@ def start_stack(
     mlflow_url = f"http://{host}:{mlflow_port}" if mlflow_port and local_store else None
     stack = Stack(root, prefect_url, mlflow_url, uri)
 
-    def launch(name: str, cmd: list[str]) -> Service:
-        log = logs / f"{name}.log"
-        handle = log.open("ab")
-        handle.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
-        handle.flush()
-        process = subprocess.Popen(
-            cmd,
-            cwd=root,
-            env=base,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stop() reaches its children
-        )
-        service = Service(name, process, log, handle)
+    def start(name: str, cmd: list[str]) -> Service:
+        service = launch(name, cmd, logs=logs, cwd=root, env=base)
         stack.services.append(service)
         return service
 
     try:
-        server = launch(
+        server = start(
             "prefect-server",
-            [_tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+            [tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
         )
-        _wait(
+        wait_until(
             f"the Prefect server on {prefect_url}",
-            lambda: _get(f"{api_url}/health") is not None,
+            lambda: api.healthy(f"{api_url}/health"),
             [server],
             timeout,
         )
-        serve = launch("serve", [sys.executable, "-m", "flows.deploy", *(serve_args or [])])
-        _wait(
+        serve = start("serve", [sys.executable, "-m", "flows.deploy", *(serve_args or [])])
+        wait_until(
             "the deployments to be served",
-            lambda: set(DEPLOYMENTS) <= _deployment_names(api_url),
+            lambda: set(names("process")) <= api.deployment_names(api_url),
             [server, serve],
             timeout,
         )
         if mlflow_url:
             registry.prepare_local_store(uri)  # a run starting now must not race its migration
             artifacts = registry.artifact_location(uri) or str(root / registry.LOCAL_ARTIFACTS)
-            mlflow = launch(
+            mlflow = start(
                 "mlflow",
                 [
-                    _tool("mlflow"),
+                    tool("mlflow"),
                     "server",
                     "--host",
                     host,
@@ -265,9 +146,9 @@ def start_stack(
                     "1",
                 ],
             )
-            _wait(
+            wait_until(
                 f"the MLflow server on {mlflow_url}",
-                lambda: _get(f"{mlflow_url}/health") is not None,
+                lambda: api.healthy(f"{mlflow_url}/health"),
                 [server, serve, mlflow],
                 timeout,
             )

@@ -233,28 +233,137 @@ def test_k8s_worker_manifests_validate() -> None:
 
 def test_prefect_yaml_deployments_clone_the_project_and_target_existing_pools() -> None:
     project = yaml.safe_load((INFRA / "prefect.yaml").read_text(encoding="utf-8"))
-    names = set()
     for deployment in project["deployments"]:
-        path, func = deployment["entrypoint"].split(":")
-        source = (ROOT / path).read_text(encoding="utf-8")
-        assert f"def {func}(" in source, deployment["entrypoint"]
-        flow = re.search(r'@flow\(name="([\w-]+)"', source)
-        assert flow, path
-        names.add(f"{flow.group(1)}/{deployment['name']}")
         steps = [next(iter(step)) for step in deployment["pull"]]
         assert steps[0] == "prefect.deployments.steps.git_clone"
         clone = deployment["pull"][0]["prefect.deployments.steps.git_clone"]
         assert clone["commit_sha"] == "{{ $SFTOPS_COMMIT }}"
-        assert deployment["work_pool"]["name"] in ("sftops", "sftops-k8s")
+        assert deployment["work_pool"]["name"] in ("sftops", "sftops-gpu", "sftops-k8s")
         env = deployment["work_pool"]["job_variables"]["env"]
         assert not any(SECRET_ENV.search(name) for name in env)
-    from sftops.stack.team import DEPLOYMENTS
-
-    assert set(DEPLOYMENTS) <= names
-    assert {"retrain/k8s-gpu", "data_refresh/k8s", "evaluate_model/k8s"} <= names
     k8s_gpu = next(d for d in project["deployments"] if d["name"] == "k8s-gpu")
     assert k8s_gpu["work_pool"]["job_variables"]["gpus"] >= 1
     declared = set(job_template()["variables"]["properties"])
     for deployment in project["deployments"]:
         if deployment["work_pool"]["name"] == "sftops-k8s":
             assert set(deployment["work_pool"]["job_variables"]) <= declared
+
+
+# --------------------------------------------------------------------------- deployments table
+
+
+def test_every_table_entrypoint_is_the_flow_it_names() -> None:
+    from sftops.stack.deployments import DEPLOYMENTS
+
+    for d in DEPLOYMENTS:
+        path, func = d.entrypoint.split(":")
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert f"def {func}(" in source, d.entrypoint
+        flow = re.search(r'@flow\(name="([\w-]+)"', source)
+        assert flow and flow.group(1) == d.flow, (d.entrypoint, d.flow)
+    full = [d.full_name for d in DEPLOYMENTS]
+    assert len(full) == len(set(full)), "a deployment is declared twice"
+
+
+def test_prefect_yaml_is_what_the_deployments_table_generates() -> None:
+    """infra/prefect.yaml's deployments section is generated from sftops/stack/deployments.py:
+    after editing the table (or params.yaml's train.num_processes),
+    `python -m sftops.stack.deployments --write`."""
+    from sftops.stack.deployments import render_file, train_processes
+
+    current = (INFRA / "prefect.yaml").read_text(encoding="utf-8")
+    assert render_file(current, train_processes(ROOT)) == current, (
+        "infra/prefect.yaml differs from the table: python -m sftops.stack.deployments --write"
+    )
+
+
+def prefect_reads(text: str) -> list[dict[str, Any]]:
+    """The deployments as `prefect deploy` reads the file: its own pydantic model (the CLI only
+    prints a warning and skips every deployment when the file does not validate)."""
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    model = PrefectYamlModel.model_validate(yaml.safe_load(text))
+    return [d.model_dump(exclude_unset=True, mode="json") for d in model.deployments]
+
+
+def test_prefect_yaml_as_prefect_reads_it_says_what_the_table_says() -> None:
+    """The generated text, once YAML resolves its anchors and merges, is each row of the table."""
+    from sftops.stack.deployments import DEPLOYMENTS, POOLS, train_processes
+
+    loaded = prefect_reads((INFRA / "prefect.yaml").read_text(encoding="utf-8"))
+    assert len(loaded) == len(DEPLOYMENTS)
+    declared = set(job_template()["variables"]["properties"])
+    for d, entry in zip(DEPLOYMENTS, loaded, strict=True):
+        assert (entry["name"], entry["entrypoint"]) == (d.name, d.entrypoint)
+        assert entry["description"] == d.description
+        assert entry["tags"] == list(d.tags)
+        crons = [(s["cron"], s["timezone"]) for s in entry.get("schedules") or []]
+        assert crons == ([(d.cron, "UTC")] if d.cron else [])
+        limit = (entry.get("concurrency_limit") or {}).get("limit")
+        assert limit == d.concurrency_limit({})
+        pool, wanted = entry["work_pool"], POOLS[d.pool]
+        assert (pool["name"], pool["work_queue_name"]) == (wanted.name, wanted.queue)
+        variables = pool["job_variables"]
+        assert variables["env"]["PYTHONPATH"] == "."
+        if wanted.kubernetes:
+            assert variables["gpus"] == d.gpu_count(train_processes(ROOT))
+            assert set(variables) <= declared
+        else:
+            assert "gpus" not in variables  # a process worker's GPUs are its machine's
+
+
+def test_gpu_requests_follow_train_num_processes(tmp_path: Path) -> None:
+    """A project training with 4 processes asks Kubernetes for 4 GPUs per retrain run (and
+    still 1 for an evaluation); the repository's file is then stale for it."""
+    from sftops.stack.deployments import main, render_file
+
+    (tmp_path / "infra").mkdir()
+    shutil.copy(INFRA / "prefect.yaml", tmp_path / "infra" / "prefect.yaml")
+    (tmp_path / "params.yaml").write_text("train:\n  num_processes: 4\n", encoding="utf-8")
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+    text = render_file((INFRA / "prefect.yaml").read_text(encoding="utf-8"), 4)
+    gpus = {
+        f"{d['entrypoint']}|{d['name']}": d["work_pool"]["job_variables"].get("gpus")
+        for d in prefect_reads(text)
+    }
+    assert gpus["flows/retrain.py:retrain|k8s-gpu"] == 4
+    assert gpus["flows/evaluate_model.py:evaluate_model|k8s"] == 1
+    assert gpus["flows/data_refresh.py:data_refresh|k8s"] == 0
+    job = deserialize(render_job(job_template(), {**defaults(job_template()), "gpus": 4}), "V1Job")
+    assert job.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "4"
+
+
+def test_compose_deploys_the_tables_worker_deployments_and_reserves_enough_gpus() -> None:
+    from sftops.stack.deployments import names, of_pool, train_processes
+
+    services = compose()["services"]
+    command = " ".join(services["deploy"]["command"])
+    deployed = re.findall(r"--name (\S+)", command)
+    assert sorted(deployed) == sorted(names("process") + names("gpu"))
+    for pool in ("sftops", "sftops-gpu"):
+        assert f"prefect work-pool create {pool} --type process" in command
+    assert "--pool sftops-gpu" in " ".join(services["worker-gpu"]["command"])
+    count = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]["count"]
+    match = re.fullmatch(r"\$\{SFTOPS_GPUS:-(\d+)\}", str(count))
+    assert match, f"worker-gpu reserves {count!r}, not ${{SFTOPS_GPUS:-N}}"
+    default = int(match.group(1))
+    needed = max(d.gpu_count(train_processes(ROOT)) for d in of_pool("gpu"))
+    assert default >= needed >= 1
+
+
+def test_deployments_check_fails_on_a_stale_file_and_write_repairs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sftops.stack.deployments import main
+
+    (tmp_path / "infra").mkdir()
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    stale = (INFRA / "prefect.yaml").read_text(encoding="utf-8")
+    stale = stale.replace("limit: 2,", "limit: 7,", 1)
+    (tmp_path / "infra" / "prefect.yaml").write_text(stale, encoding="utf-8")
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+    assert "run with --write" in capsys.readouterr().err
+    assert main(["--write", "--root", str(tmp_path)]) == 0
+    assert main(["--check", "--root", str(tmp_path)]) == 0
+    repaired = (tmp_path / "infra" / "prefect.yaml").read_text(encoding="utf-8")
+    assert repaired == (INFRA / "prefect.yaml").read_text(encoding="utf-8")

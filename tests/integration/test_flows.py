@@ -117,3 +117,23 @@ def test_evaluate_model_helpers_resolve_and_download(project: dict[str, Any]) ->
     folder = download_version(NAME, version, project["root"] / "dl" / "m")
     assert (folder / "config.json").is_file()
     assert (folder / "model.safetensors").is_file()
+
+
+def test_served_deployments_are_the_tables_process_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flows/deploy.py serves what sftops/stack/deployments.py declares, nothing else."""
+    from flows.deploy import deployments
+    from sftops.stack.deployments import of_pool
+
+    monkeypatch.setenv("SFTOPS_RUN_CONCURRENCY", "3")
+    served = deployments(cron="5 4 * * *")
+    rows = of_pool("process")
+    assert [f"{d.flow_name}/{d.name}" for d in served] == [r.full_name for r in rows]
+    for deployment, row in zip(served, rows, strict=True):
+        assert deployment.description == row.description
+        assert deployment.tags == list(row.tags)
+        limit = deployment.concurrency_limit
+        assert limit == row.concurrency_limit({"SFTOPS_RUN_CONCURRENCY": "3"})
+        crons = [s.schedule.cron for s in deployment.schedules]
+        assert crons == (["5 4 * * *"] if row.cron else [])
+    assert served[0].concurrency_limit == 3  # retrain/nightly: SFTOPS_RUN_CONCURRENCY
+    assert all(not d.schedules for d in deployments(cron=None))

@@ -20,20 +20,12 @@ import pytest
 
 from sftops.config import GenerationParams
 from sftops.errors import SftopsError
-from sftops.serving.server import (
-    DEFAULT_HOST,
-    DEFAULT_MAX_BATCH,
-    BackgroundServer,
-    ChatEngine,
-    Completion,
-    LocalFolderSource,
-    ModelServer,
-    RegistryAliasSource,
-    _Job,
-    chat_repl,
-    model_source,
-    serve,
-)
+from sftops.serving.batching import Job, generate_batch
+from sftops.serving.chat import chat_repl
+from sftops.serving.engine import ChatEngine, Completion
+from sftops.serving.reload import DEFAULT_MAX_BATCH, ModelServer
+from sftops.serving.runner import DEFAULT_HOST, BackgroundServer, serve
+from sftops.serving.sources import LocalFolderSource, RegistryAliasSource, model_source
 from tests.assets.tiny_models import tiny_llama
 
 pytestmark = pytest.mark.integration
@@ -361,7 +353,7 @@ def test_model_source_parsing(
 def test_serve_defaults_to_the_registry_champion_and_says_when_it_cannot(
     tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.serving.server import default_source
+    from sftops.serving.sources import default_source
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     local = default_source(None, "sft-chat", model_dir, tmp_path)  # an empty registry
@@ -524,9 +516,9 @@ def test_one_batched_generate_gives_each_request_its_own_greedy_answer(
             if k % 2
             else None
         )
-        jobs.append(_Job(engine._prepare(chat(text), None, max_tokens=cap), streamer=streamer))
+        jobs.append(Job(engine._prepare(chat(text), None, max_tokens=cap), streamer=streamer))
     assert len({len(job.prepared.input_ids) for job in jobs}) > 1  # left padding is exercised
-    engine._generate_batch(jobs)  # all ten rows in one generate
+    generate_batch(engine, jobs)  # all ten rows in one generate
     for job, reference in zip(jobs, references, strict=True):
         assert job.done.is_set()
         assert engine._summarise(job.prepared, job.result()) == reference
@@ -567,8 +559,8 @@ def test_batcher_groups_only_requests_that_can_share_a_batch(varied_model_dir: P
     batcher.wait_seconds = 0
     sample = GenerationParams(strategy="sample")
 
-    def job(cap: int, room: int = 200, params: GenerationParams | None = None) -> _Job:
-        made = _Job(engine._prepare(chat("hi"), params, max_tokens=cap))
+    def job(cap: int, room: int = 200, params: GenerationParams | None = None) -> Job:
+        made = Job(engine._prepare(chat("hi"), params, max_tokens=cap))
         made.room = room
         return made
 
@@ -606,9 +598,9 @@ def test_a_cancelled_row_leaves_its_batch_and_the_others_finish(
     varied_model_dir: Path, references: list[Completion]
 ) -> None:
     engine = ChatEngine.load(LocalFolderSource(varied_model_dir), max_batch=4)
-    jobs = [_Job(engine._prepare(chat(text), None, max_tokens=cap)) for text, cap in VARIED[:3]]
+    jobs = [Job(engine._prepare(chat(text), None, max_tokens=cap)) for text, cap in VARIED[:3]]
     jobs[1].cancel.set()  # its client went away
-    engine._generate_batch(jobs)
+    generate_batch(engine, jobs)
     assert jobs[1].done.is_set() and jobs[1].tokens == []
     for k in (0, 2):
         assert engine._summarise(jobs[k].prepared, jobs[k].result()) == references[k]
@@ -683,7 +675,7 @@ def test_serve_command_passes_max_batch(
     from sftops.cli import app
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("sftops.serving.server.serve", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr("sftops.serving.runner.serve", lambda *a, **k: calls.append(k))
     monkeypatch.chdir(repo_root)
     runner = CliRunner()
     result = runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "1"])

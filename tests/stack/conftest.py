@@ -85,9 +85,10 @@ def leftover_processes(stack: Any, records: dict[str, dict[str, float]]) -> list
     its ports."""
     import psutil
 
-    from sftops.stack.team import _alive, port_free
+    from sftops.stack.services import is_alive
+    from sftops.stack.settings import port_free
 
-    left = [f"{name} (pid {int(rec['pid'])})" for name, rec in records.items() if _alive(rec)]
+    left = [f"{name} (pid {int(rec['pid'])})" for name, rec in records.items() if is_alive(rec)]
     data = str(stack.paths.pg_data)
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])

@@ -95,10 +95,7 @@ def mlflow_client(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def bucket_keys(stack: Any, bucket: str) -> set[str]:
-    client = stack._s3_client()
-    keys: set[str] = set()
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys.update(obj["Key"] for obj in page.get("Contents", []))
+    keys: set[str] = stack.objectstore.keys(bucket)
     return keys
 
 
@@ -146,10 +143,11 @@ def test_auth_refuses_a_wrong_password_on_both_servers(stack: Any) -> None:
 def test_retrain_deployment_runs_through_the_worker(
     stack: Any, stack_project: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.stack.team import DEPLOYMENTS, DVC_BUCKET, MLFLOW_BUCKET
+    from sftops.stack.deployments import names
+    from sftops.stack.settings import DVC_BUCKET, MLFLOW_BUCKET
 
     found = deployments(stack)
-    assert set(DEPLOYMENTS) <= set(found), found
+    assert set(names("process")) <= set(found), found
     deployment = api(stack, f"/deployments/{found['retrain/nightly']}")
     assert deployment["work_pool_name"] == "sftops"
     clone_step = deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]
@@ -260,7 +258,7 @@ def test_retrain_deployment_runs_through_the_worker(
 def test_restart_keeps_deployments_runs_registry_and_artifacts(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sftops.stack.team import DVC_BUCKET, MLFLOW_BUCKET
+    from sftops.stack.settings import DVC_BUCKET, MLFLOW_BUCKET
 
     if not RESULTS:
         pytest.skip("needs the retrain test's results")

@@ -6,18 +6,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sftops.config import CleanParams
-from sftops.data.clean import (
+from sftops.data.clean import clean_table
+from sftops.data.langid import fast_language, fast_languages
+from sftops.data.normalise import (
     _key_of_core,
     alnum_ratio,
     alnum_ratios,
-    clean_table,
     normalise_text,
     normalise_texts,
     repetition_ratio,
     strip_html,
     to_simplified,
 )
-from sftops.data.langid import fast_language, fast_languages
 from sftops.rowkeys import dedup_key
 from sftops.text import ascii_alnum_core
 from tests.helpers import canonical_table
@@ -258,7 +258,7 @@ def test_short_english_rows_with_symbols_are_not_dropped_as_another_language() -
     st.sampled_from([0.0, 0.2, 0.5, 0.8]),
 )
 def test_bigram_bound_never_hides_a_repetitive_row(tokens: list[str], limit: float) -> None:
-    from sftops.data.clean import _may_repeat, _repetition
+    from sftops.data.normalise import _may_repeat, _repetition
     from sftops.text import word_shingles
 
     if len(tokens) > 2 and not _may_repeat(len(tokens), len(word_shingles(tokens, 2)), limit):

@@ -274,7 +274,7 @@ CALL_JSON = '{"name": "weather", "arguments": {"city": "Oslo"}}'
 
 
 def _tool_row(record: dict[str, Any] = SHAREGPT_TOOL_RECORD) -> dict[str, Any]:
-    from sftops.data.ingest import to_canonical
+    from sftops.data.canonical import to_canonical
 
     return to_canonical(record, "tools", {}, 100_000)
 

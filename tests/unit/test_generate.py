@@ -12,7 +12,14 @@ import torch
 
 from sftops.config import GenerationParams
 from sftops.errors import SftopsError
-from sftops.modeling.generate import generate, generate_vllm, one_at_a_time, stop_token_ids
+from sftops.modeling.generate import (
+    Generation,
+    generate,
+    generate_vllm,
+    one_at_a_time,
+    stop_token_ids,
+    trim_at_stop,
+)
 from sftops.modeling.models import load_causal_lm, load_tokenizer
 from tests.assets.tiny_models import tiny_gpt2, tiny_llama
 
@@ -72,3 +79,30 @@ def test_vllm_engine_without_vllm_is_a_clear_error(tmp_path: Path) -> None:
     path = tiny_llama(tmp_path)
     with pytest.raises(SftopsError, match="vllm package is not installed"):
         generate_vllm(path, load_tokenizer(path), ["hi"], GenerationParams())
+
+
+@pytest.mark.parametrize(
+    ("tokens", "stops", "kept", "stopped"),
+    [
+        ([5, 6, 2, 7, 8], {2}, [5, 6], True),  # mid-sequence: the stop and all after it go
+        ([5, 6, 7], {2}, [5, 6, 7], False),  # absent: everything is the answer
+        ([2, 5, 6], {2}, [], True),  # at position 0: an empty answer that did stop
+        ([5, 3, 6, 2, 3], {2, 3}, [5], True),  # several stop ids: the first of any ends it
+        ([5, 6, 2, 2, 9], [2], [5, 6], True),  # repeated stop (padding after a batch row ended)
+        ([], {2}, [], False),  # nothing generated
+    ],
+)
+def test_trim_at_stop_keeps_the_tokens_before_the_first_stop_id(
+    tokens: list[int], stops: Any, kept: list[int], stopped: bool
+) -> None:
+    assert trim_at_stop(tokens, stops) == (kept, stopped)
+
+
+def test_generation_from_tokens_counts_the_stop_token_but_does_not_decode_it() -> None:
+    class Letters:  # a tokenizer stand-in: id k decodes to the k-th letter
+        def decode(self, ids: list[int], skip_special_tokens: bool) -> str:
+            return " " + "".join(chr(ord("a") + i) for i in ids) + " "
+
+    assert Generation.from_tokens(Letters(), [0, 1, 9, 2], {9}) == Generation("ab", 3, False)
+    assert Generation.from_tokens(Letters(), [0, 1, 2], {9}) == Generation("abc", 3, True)
+    assert Generation.from_tokens(Letters(), [9, 1], {9}) == Generation("", 1, False)

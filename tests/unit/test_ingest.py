@@ -7,15 +7,11 @@ import pandas as pd
 import pytest
 
 from sftops.config import IngestParams, SourceParams
-from sftops.data.ingest import (
-    CANONICAL_COLUMNS,
-    RowRejected,
-    content_hash,
-    ingest_sources,
-    to_canonical,
-)
+from sftops.data.canonical import CANONICAL_COLUMNS, RowRejected, to_canonical
+from sftops.data.ingest import ingest_sources
 from sftops.errors import InputDataError
-from sftops.io import detect_format
+from sftops.io.detect import detect_format
+from sftops.rowkeys import content_hash
 
 ALPACA = [
     {"instruction": "What is the capital of France?", "input": "", "output": "Paris."},

@@ -89,3 +89,17 @@ def test_stage_code_follows_imports_inside_functions_and_relative_imports(tmp_pa
         "sftops/sub/helper.py",
         "sftops/sub/stage.py",
     ]
+
+
+def test_stage_code_counts_the_package_init_a_submodule_import_runs(tmp_path: Path) -> None:
+    pkg = tmp_path / "sftops"
+    (pkg / "io").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "io" / "__init__.py").write_text("def write(): ...\n")
+    (pkg / "io" / "readers.py").write_text("")
+    (pkg / "stage.py").write_text("from sftops.io.readers import read\n")
+    assert stage_code("sftops.stage", tmp_path) == [
+        "sftops/io/__init__.py",
+        "sftops/io/readers.py",
+        "sftops/stage.py",
+    ]

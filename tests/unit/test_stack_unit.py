@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +13,9 @@ from typer.testing import CliRunner
 
 from sftops.cli import app
 from sftops.errors import SftopsError
-from sftops.stack.team import Auth, Stack, State, _alive, _start_time, _stop_group, check_exposure
+from sftops.stack.services import is_alive, start_time, stop_group
+from sftops.stack.settings import Auth, State, check_exposure
+from sftops.stack.team import Stack
 
 
 def test_stack_up_refuses_a_public_host_without_auth_and_starts_nothing(tmp_path: Path) -> None:
@@ -72,20 +75,86 @@ def test_stop_group_stops_the_group_and_descendants_in_other_sessions() -> None:
     while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
         time.sleep(0.05)
     child = psutil.Process(parent.pid).children()[0]
-    record = {"pid": parent.pid, "created": _start_time(parent.pid) or 0.0}
-    assert _alive(record)
-    assert _stop_group("probe", record, timeout=5)
-    assert not _alive(record)
+    record = {"pid": parent.pid, "created": start_time(parent.pid) or 0.0}
+    assert is_alive(record)
+    assert stop_group(record, timeout=5)
+    assert not is_alive(record)
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 
 def test_a_recycled_pid_is_never_signalled() -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        stale = {"pid": sleeper.pid, "created": (_start_time(sleeper.pid) or 0.0) - 100}
-        assert not _alive(stale)
-        assert not _stop_group("stale", stale)
+        stale = {"pid": sleeper.pid, "created": (start_time(sleeper.pid) or 0.0) - 100}
+        assert not is_alive(stale)
+        assert not stop_group(stale)
         assert sleeper.poll() is None
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_wait_until_reports_a_service_that_died_with_its_log(tmp_path: Path) -> None:
+    from sftops.stack.services import launch, wait_until
+
+    code = "print('bad config: port taken'); raise SystemExit(3)"
+    service = launch(
+        "probe", [sys.executable, "-c", code], logs=tmp_path, cwd=tmp_path, env=os.environ
+    )
+    with pytest.raises(SftopsError) as err:
+        wait_until("the probe", lambda: False, [service], timeout=30)
+    assert "probe exited with 3" in str(err.value)
+    assert "bad config: port taken" in str(err.value)
+    log = (tmp_path / "probe.log").read_text()
+    assert log.startswith("\n--- ") and sys.executable in log.splitlines()[1]
+
+
+def test_wait_until_returns_once_ready_and_times_out_otherwise(tmp_path: Path) -> None:
+    from sftops.stack.services import launch, wait_until
+
+    calls = iter([False, OSError("refused"), True])
+
+    def ready() -> bool:
+        value = next(calls)
+        if isinstance(value, Exception):
+            raise value  # a connection error counts as not ready yet
+        return value
+
+    sleeper = launch(
+        "sleeper",
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        logs=tmp_path,
+        cwd=tmp_path,
+        env=os.environ,
+    )
+    try:
+        wait_until("ready", ready, [sleeper], timeout=30)
+        with pytest.raises(SftopsError, match="timed out after 1s waiting for never"):
+            wait_until("never", lambda: False, [sleeper], timeout=1)
+    finally:
+        assert sleeper.stop(timeout=5)
+    assert not sleeper.alive()
+
+
+def test_run_logged_raises_with_the_tail_of_its_log(tmp_path: Path) -> None:
+    from sftops.stack.services import run_logged
+
+    cmd = [sys.executable, "-c", "import sys; print('deploy failed: no pool'); sys.exit(1)"]
+    with pytest.raises(SftopsError, match="deploy failed: no pool"):
+        run_logged("deploy", cmd, logs=tmp_path, cwd=tmp_path, env=os.environ, timeout=30)
+    ok = [sys.executable, "-c", "print('ok')"]
+    run_logged("deploy", ok, logs=tmp_path, cwd=tmp_path, env=os.environ, timeout=30)
+    assert (tmp_path / "deploy.log").read_text().count("\n--- ") == 2
+
+
+def test_run_logged_stops_a_command_that_runs_past_its_timeout(tmp_path: Path) -> None:
+    import psutil
+
+    from sftops.stack.services import run_logged
+
+    code = "import os, time; print('pid', os.getpid(), flush=True); time.sleep(60)"
+    cmd = [sys.executable, "-c", code]
+    with pytest.raises(SftopsError, match="timed out after 1s"):
+        run_logged("slow", cmd, logs=tmp_path, cwd=tmp_path, env=os.environ, timeout=1)
+    pid = int((tmp_path / "slow.log").read_text().split("pid ")[1].split()[0])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -272,7 +272,7 @@ def test_lm_head_on_target_positions_only_equals_the_full_logits_loss(
 ) -> None:
     from peft import LoraConfig, get_peft_model
 
-    from sftops.modeling.train import CausalLMLoss, _head_split
+    from sftops.modeling.loss import CausalLMLoss, _head_split
 
     tokenizer = load_tokenizer(models[name.split("-")[0]])
     model: Any = load_causal_lm(models[name.split("-")[0]], tokenizer=tokenizer)
@@ -330,7 +330,7 @@ def test_bf16_autocast_trains_on_cpu(
 
 def test_precision_auto_is_fp32_on_cpu_and_bf16_can_be_forced() -> None:
     from sftops.config import TrainParams
-    from sftops.modeling.train import autocast_dtype
+    from sftops.modeling.hardware import autocast_dtype
 
     cpu = torch.device("cpu")
     assert autocast_dtype(TrainParams(precision="auto"), cpu) is None

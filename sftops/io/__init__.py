@@ -1,0 +1,109 @@
+"""The files stages write and read back: Parquet tables, JSON, JSON Lines, text, each written
+atomically (a temporary file beside the target, renamed into place only on success).
+
+Every function that touches the file system for a stage lives in this package, so stage cores
+stay pure. Reading raw input files (encodings, formats, line-level error capture) is the ingest
+stage's alone: :mod:`sftops.io.detect` and :mod:`sftops.io.readers`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sftops.errors import InputDataError, OutputWriteError
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target`` and move it into place only on success. A full
+    disk is a one-line :class:`OutputWriteError` naming ``target``; its previous version stays."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except OSError as err:
+        if is_out_of_space(err):
+            raise OutputWriteError(
+                "no space left on device (disk full) while writing it; "
+                + ("its previous version is kept" if target.exists() else "nothing was written"),
+                file=target,
+            ) from err
+        raise
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def is_out_of_space(err: BaseException) -> bool:
+    """A disk-full or over-quota error, also from libraries (pyarrow) that set no errno.
+
+    >>> is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_out_of_space(OSError("Error writing bytes to file. Detail: [errno 28] No space left"))
+    True
+    >>> is_out_of_space(OSError(errno.EACCES, "Permission denied"))
+    False
+    """
+    if not isinstance(err, OSError):
+        return False
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    return "no space left" in text or "quota exceeded" in text
+
+
+def write_table(frame: pd.DataFrame, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError("file not found (run the previous stage first)", file=path)
+    return pd.read_parquet(path)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], target: str | Path) -> int:
+    count = 0
+    # Quarantined raw records may hold unpaired surrogates (JSON "\ud800"), which UTF-8
+    # cannot encode: they are written as \u escapes, so the line still reads back as JSON.
+    with (
+        atomic_path(target) as tmp,
+        tmp.open("w", encoding="utf-8", errors="backslashreplace") as handle,
+    ):
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def write_json(data: Any, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(
+            json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+
+
+def write_text(text: str, target: str | Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
