@@ -314,15 +314,9 @@ def serve_command(
     _setup_logging()
     try:
         from sftops.serving.runner import serve
-        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
-        source = default_source(
-            model,
-            loaded.register_.model_name,
-            loaded.paths.model_dir,
-            loaded.paths.cache_dir,
-        )
+        source = _model_source(model, loaded)
         serve(
             source, host, port, poll_seconds, params=loaded.evaluate.generation, max_batch=max_batch
         )
@@ -330,6 +324,14 @@ def serve_command(
         _fail(err)
     except KeyboardInterrupt:
         pass
+
+
+def _model_source(model: str | None, params: Any) -> Any:
+    """``--model`` when given, else the registry's champion (the local model only without one)."""
+    from sftops.serving.sources import default_source
+
+    reg, paths = params.register_, params.paths
+    return default_source(model, reg.model_name, paths.model_dir, paths.cache_dir)
 
 
 @app.command("chat")
@@ -343,15 +345,9 @@ def chat_command(
     _setup_logging()
     try:
         from sftops.serving.chat import chat_repl
-        from sftops.serving.sources import default_source
 
         loaded = _load(params, set_)
-        source = default_source(
-            model,
-            loaded.register_.model_name,
-            loaded.paths.model_dir,
-            loaded.paths.cache_dir,
-        )
+        source = _model_source(model, loaded)
         chat_repl(source, loaded.evaluate.generation, system=system)
     except SftopsError as err:
         _fail(err)

@@ -13,7 +13,6 @@ costs only the cache lookups.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import subprocess
@@ -21,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from sftops.augment.memo import JsonlMemo, text_key
 from sftops.errors import SftopsError
-from sftops.io import atomic_path
 
 # Apertium pair names for the pivots it can round-trip through from English.
 APERTIUM_PAIRS = {"spa": ("eng-spa", "spa-eng"), "cat": ("eng-cat", "cat-eng")}
@@ -154,45 +153,22 @@ class Seq2SeqTranslator:
         return _lines_in(out, counts)
 
 
-class TranslationCache:
+class TranslationCache(JsonlMemo[str]):
     """(direction, text) -> translation, persisted as JSON Lines in the cache folder."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.entries: dict[str, str] = {}
-        self.dirty = False
-        if self.path and self.path.exists():
-            import json
-
-            with self.path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    record = json.loads(line)
-                    self.entries[record["k"]] = record["v"]
+        super().__init__(path, str)
 
     @staticmethod
     def key(direction: str, engine: str, text: str) -> str:
-        return hashlib.blake2b(f"{engine}|{direction}|{text}".encode(), digest_size=12).hexdigest()
+        return text_key(engine, direction, text)
 
     def translate(self, translator: Translator, texts: Sequence[str], direction: str) -> list[str]:
-        keys = [self.key(direction, translator.name, t) for t in texts]
-        unique = list(
-            dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self.entries)
+        return self.get_many(
+            texts,
+            lambda text: self.key(direction, translator.name, text),
+            lambda todo: translator.translate(todo, direction),
         )
-        if unique:
-            for text, result in zip(unique, translator.translate(unique, direction), strict=True):
-                self.entries[self.key(direction, translator.name, text)] = result
-            self.dirty = True
-        return [self.entries[k] for k in keys]
-
-    def save(self) -> None:
-        if not (self.path and self.dirty):
-            return
-        import json
-
-        with atomic_path(self.path) as tmp, tmp.open("w", encoding="utf-8") as handle:
-            for key, value in self.entries.items():
-                handle.write(json.dumps({"k": key, "v": value}, ensure_ascii=False) + "\n")
-        self.dirty = False
 
 
 def make_translator(engine: str, pivots: Sequence[str], models: dict[str, str], batch_size: int):

@@ -8,7 +8,6 @@ Embeddings come from all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minil
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import re
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sftops.augment.memo import fill_missing, text_key
 from sftops.config import AugmentFilterParams
 from sftops.errors import SftopsError
 from sftops.io import atomic_path
@@ -139,19 +139,13 @@ class EmbeddingCache:
 
     @staticmethod
     def key(text: str) -> str:
-        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+        return text_key(text)
 
     def embed(
         self, embed: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str]
     ) -> np.ndarray:
-        keys = [self.key(t) for t in texts]
-        todo = list(
-            dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self.vectors)
-        )
-        if todo:
-            for text, vector in zip(todo, embed(todo), strict=True):
-                self.vectors[self.key(text)] = vector
-            self.dirty = True
+        keys, added = fill_missing(self.vectors, texts, self.key, embed)
+        self.dirty |= added
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self.vectors[k] for k in keys])
@@ -195,12 +189,13 @@ def cheap_rejection(
     original: str, candidate: str, cfg: AugmentFilterParams, method: str = "synonym"
 ) -> str | None:
     """The checks that need no model (run first, so rejected candidates are never embedded):
-    unchanged, a protected token lost, length, a name or a pronoun changed.
+        unchanged, a protected token lost, length, a name or a pronoun changed.
 
-    >>> from sftops.config import AugmentFilterParams
-    >>> cheap_rejection("Add two and three.", "Add two and three, then again, twice over.",
-    ...                 AugmentFilterParams())
-    'length_ratio'
+        >>> from sftops.augment.memo import fill_missing, text_key
+    from sftops.config import AugmentFilterParams
+        >>> cheap_rejection("Add two and three.", "Add two and three, then again, twice over.",
+        ...                 AugmentFilterParams())
+        'length_ratio'
     """
     if not candidate.strip() or same_text(original, candidate):
         return "unchanged"
@@ -223,18 +218,19 @@ def rejection_reason(
 ) -> str | None:
     """Why an augmentation is rejected (None when it is kept).
 
-    >>> from sftops.config import AugmentFilterParams
-    >>> cfg = AugmentFilterParams(min_similarity=0.8)
-    >>> rejection_reason("Add 2 and 3.", "Add 2 and 3!", 1.0, cfg)
-    'unchanged'
-    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 4.", 0.9, cfg)
-    'lost_protected_token'
-    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.5, cfg)
-    'low_similarity'
-    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=9.0)
-    'less_fluent'
-    >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=0.5) is None
-    True
+        >>> from sftops.augment.memo import fill_missing, text_key
+    from sftops.config import AugmentFilterParams
+        >>> cfg = AugmentFilterParams(min_similarity=0.8)
+        >>> rejection_reason("Add 2 and 3.", "Add 2 and 3!", 1.0, cfg)
+        'unchanged'
+        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 4.", 0.9, cfg)
+        'lost_protected_token'
+        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.5, cfg)
+        'low_similarity'
+        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=9.0)
+        'less_fluent'
+        >>> rejection_reason("Add 2 and 3.", "Sum 2 and 3.", 0.9, cfg, nll_increase=0.5) is None
+        True
     """
     reason = cheap_rejection(original, candidate, cfg, method)
     if reason is None and similarity < cfg.min_similarity:

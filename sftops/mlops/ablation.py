@@ -298,15 +298,12 @@ def _finite(value: Any) -> bool:
 def log_to_mlflow(result: AblationResult, params: Params, artifact: Path) -> str | None:
     """One MLflow run per ablation: setting as params, both arms and the differences as
     metrics, the full result JSON as an artifact. Returns the run id."""
-    from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
 
     from sftops.mlops import registry
 
-    uri = registry.tracking_uri()
-    registry.check_reachable(uri)
+    client = registry.mlflow_client()
     experiment = registry.ensure_experiment(ABLATION_EXPERIMENT)
-    client = MlflowClient(tracking_uri=uri)
     run = client.create_run(experiment, run_name=f"ablate-augment-{result.setting.name}")
     now = int(time.time() * 1000)
     setting = {f"setting.{k}": json.dumps(v) for k, v in asdict(result.setting).items()}

@@ -61,7 +61,12 @@ def _value(metrics: dict[str, Any], metric: str) -> float | None:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:+.3f}"
+    """Signed, three decimals; a tie reads +0.000 also where the sign flipped it to -0.0.
+
+    >>> _fmt(-1.0 * 0.0), _fmt(-0.0125)
+    ('+0.000', '-0.013')
+    """
+    return f"{x + 0.0:+.3f}"
 
 
 def _ci_of(differences: dict[str, Any], metric: str) -> tuple[float, float] | None:
@@ -78,6 +83,18 @@ def _ci_of(differences: dict[str, Any], metric: str) -> tuple[float, float] | No
     return (low, high) if math.isfinite(low) and math.isfinite(high) else None
 
 
+def _orientation(metric: str, gate: GateConfig) -> tuple[float, str]:
+    """The sign that makes an improvement positive, and how the rule lines say so."""
+    if metric in gate.lower_is_better:
+        return -1.0, " (lower is better)"
+    return 1.0, ""
+
+
+def _missing(metric: str, cand: float | None, ref_name: str) -> str:
+    side = "candidate" if cand is None else ref_name
+    return f"metric {metric} missing ({side}): fail"
+
+
 def _improvement_rule(
     metric: str,
     threshold: float,
@@ -89,12 +106,9 @@ def _improvement_rule(
 ) -> tuple[bool, str]:
     cand, ref = _value(candidate, metric), _value(reference, metric)
     if cand is None or ref is None:
-        side = "candidate" if cand is None else ref_name
-        return False, f"metric {metric} missing ({side}): fail"
-    lower = metric in gate.lower_is_better
-    sign = -1.0 if lower else 1.0
+        return False, _missing(metric, cand, ref_name)
+    sign, direction = _orientation(metric, gate)
     gain = sign * (cand - ref)
-    direction = " (lower is better)" if lower else ""
     ci = _ci_of(differences, metric)
     ci_text = ""
     if ci is not None:
@@ -127,11 +141,9 @@ def _guard_rule(
     if cand is None and ref is None and gate.skip_missing_guards:
         return True, f"{metric}: absent from both models, guard skipped: pass"
     if cand is None or ref is None:
-        side = "candidate" if cand is None else ref_name
-        return False, f"metric {metric} missing ({side}): fail"
-    lower = metric in gate.lower_is_better
-    change = (ref - cand) if lower else (cand - ref)  # > 0 means better
-    direction = " (lower is better)" if lower else ""
+        return False, _missing(metric, cand, ref_name)
+    sign, direction = _orientation(metric, gate)
+    change = sign * (cand - ref)  # > 0 means better
     line = (
         f"{metric}{direction}: {_fmt(change)} vs {ref_name} (largest allowed drop {tolerance:.3f})"
     )

@@ -101,26 +101,27 @@ def push(root: str | Path = ".") -> None:
         repo.push()
 
 
+def git(*args: str, cwd: str | Path, stdin: bytes | None = None, timeout: float = 120) -> bytes:
+    """``git <args>`` in ``cwd``; its stdout. A non-zero exit is one line: ``SftopsError``
+    with git's last line of stderr."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True, timeout=timeout
+        )
+    except subprocess.CalledProcessError as err:
+        detail = err.stderr.decode(errors="replace").strip().splitlines()
+        raise SftopsError(
+            f"git {args[0]} failed in {cwd}: {detail[-1] if detail else err}"
+        ) from None
+    return done.stdout
+
+
 def git_commit(root: str | Path = ".") -> tuple[str, bool]:
     """(HEAD commit, working tree dirty?) or ("unknown", True) outside a git repository."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+        head = git("rev-parse", "HEAD", cwd=root, timeout=10).decode().strip()
+        status = git("status", "--porcelain", cwd=root, timeout=10).decode()
+    except (OSError, subprocess.SubprocessError, SftopsError):
         return "unknown", True
     if not head:
         return "unknown", True
@@ -160,17 +161,11 @@ def restore_run(commit: str, targets: list[str], root: str | Path = ".") -> list
 def experiment_exists(name: str, root: str | Path = ".") -> bool:
     """A DVC experiment called ``name`` (any baseline) is in the repository's refs."""
     try:
-        refs = subprocess.run(
-            ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.split()
-    except (OSError, subprocess.SubprocessError):
+        refs = git("for-each-ref", "--format=%(refname)", "refs/exps/", cwd=root, timeout=30)
+    except (OSError, subprocess.SubprocessError, SftopsError):
         return False
-    return any(ref.rsplit("/", 1)[-1] == name for ref in refs if ref.count("/") >= 4)
+    names = refs.decode(errors="replace").split()
+    return any(ref.rsplit("/", 1)[-1] == name for ref in names if ref.count("/") >= 4)
 
 
 def apply_experiment(name: str, root: str | Path = ".") -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sftops.errors import SftopsError
+from sftops.mlops.versioning import dvc_command, git, git_commit, is_dvc_project
 
 log = logging.getLogger("sftops.mlops.workspace")
 
@@ -51,25 +52,12 @@ class Workspace:
         return self.root != self.project
 
 
-def _git(*args: str, cwd: Path, stdin: bytes | None = None) -> bytes:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True, timeout=120
-        )
-    except subprocess.CalledProcessError as err:
-        detail = err.stderr.decode(errors="replace").strip().splitlines()
-        raise SftopsError(
-            f"git {args[0]} failed in {cwd}: {detail[-1] if detail else err}"
-        ) from None
-    return done.stdout
-
-
 def project_root(path: str | Path = ".") -> Path:
     """The main checkout of the repository ``path`` belongs to (a worktree's main checkout);
     ``path`` itself outside git."""
     path = Path(path).resolve()
     try:
-        common = _git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path)
+        common = git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=path)
     except (SftopsError, OSError):
         return path
     return Path(common.decode().strip()).parent
@@ -86,8 +74,6 @@ def run_name(text: str) -> str:
 
 
 def _dvc(*args: str, cwd: Path) -> None:
-    from sftops.mlops.versioning import dvc_command
-
     done = subprocess.run(
         dvc_command(*args), cwd=cwd, capture_output=True, text=True, timeout=600, env=_dvc_env()
     )
@@ -128,13 +114,13 @@ def create_workspace(
     root = project / RUNS_DIR / name
     if root.exists():
         remove_workspace(Workspace(root, project, name, "", False))
-    commit = _git("rev-parse", "HEAD", cwd=project).decode().strip()
-    _git("worktree", "prune", cwd=project)  # entries of workspaces a killed run left behind
-    _git("worktree", "add", "--detach", "--force", str(root), commit, cwd=project)
+    commit = git("rev-parse", "HEAD", cwd=project).decode().strip()
+    git("worktree", "prune", cwd=project)  # entries of workspaces a killed run left behind
+    git("worktree", "add", "--detach", "--force", str(root), commit, cwd=project)
     try:
-        diff = _git("diff", "--binary", "HEAD", cwd=project)
+        diff = git("diff", "--binary", "HEAD", cwd=project)
         if diff.strip():
-            _git("apply", "--binary", "--whitespace=nowarn", "-", cwd=root, stdin=diff)
+            git("apply", "--binary", "--whitespace=nowarn", "-", cwd=root, stdin=diff)
         for link in SHARED_LINKS:
             (project / link).mkdir(exist_ok=True)
             (root / link).symlink_to(project / link, target_is_directory=True)
@@ -179,7 +165,7 @@ def save_experiment(ws: Workspace) -> str:
     reached = _stages_with_outputs(ws.root)
     _dvc("exp", "save", "--force", "--name", ws.name, *reached, cwd=ws.root)
     ref = f"refs/exps/{ws.commit[:2]}/{ws.commit[2:]}/{ws.name}"
-    return _git("rev-parse", ref, cwd=ws.project).decode().strip()
+    return git("rev-parse", ref, cwd=ws.project).decode().strip()
 
 
 def _stages_with_outputs(root: Path) -> list[str]:
@@ -210,25 +196,21 @@ def remove_workspace(ws: Workspace) -> None:
     if not ws.isolated:
         return
     try:
-        _git("worktree", "remove", "--force", str(ws.root), cwd=ws.project)
+        git("worktree", "remove", "--force", str(ws.root), cwd=ws.project)
     except SftopsError as err:
         log.warning("%s", err)
     shutil.rmtree(ws.root, ignore_errors=True)
     with contextlib.suppress(SftopsError):
-        _git("worktree", "prune", cwd=ws.project)
+        git("worktree", "prune", cwd=ws.project)
 
 
 def is_versioned_project(path: str | Path = ".") -> bool:
     """A DVC project in a git checkout with a commit: runs get their own workspace."""
-    from sftops.mlops.versioning import git_commit, is_dvc_project
-
     return is_dvc_project(path) and git_commit(path)[0] != "unknown"
 
 
 def in_place(project: str | Path = ".") -> Workspace:
     """The current folder as the workspace (not a git checkout, or isolation turned off)."""
     root = Path(project).resolve()
-    from sftops.mlops.versioning import git_commit
-
     commit, dirty = git_commit(root)
     return Workspace(root, root, run_name(root.name), commit, dirty)

@@ -131,6 +131,23 @@ def test_registry_lifecycle(store: Path, tmp_path: Path) -> None:
     assert client.get_model_version(NAME, v1).tags["superseded_by"] == "2"
     assert json.loads(client.get_registered_model(NAME).tags["previous_champion"]) == ["1"]
 
+    # ---- downloads: the same version is reused, another version or an unmarked folder replaced
+    shared = tmp_path / "downloads" / "m"
+    assert R.download_version(NAME, v1, shared) == shared
+    (shared / "sentinel").write_text("stays while the folder holds v1", encoding="utf-8")
+    assert R.download_version(NAME, v1, shared) == shared and (shared / "sentinel").is_file()
+    assert R.download_champion(NAME, shared) == shared  # the champion is v2 now
+    assert json.loads((shared / ".sftops-registry.json").read_text())["version"] == "2"
+    assert not (shared / "sentinel").exists() and (shared / "model.safetensors").is_file()
+    unmarked = tmp_path / "downloads" / "unmarked"
+    unmarked.mkdir()
+    (unmarked / "config.json").write_text("{}", encoding="utf-8")
+    assert R.download_version(NAME, f"{v2}", unmarked) == unmarked
+    assert (unmarked / "model.safetensors").is_file()
+    assert not list(shared.parent.glob(".*.download-*"))  # no temporary folder left behind
+    with pytest.raises(SftopsError, match=f"^model {NAME} has no version 99$"):
+        R.download_version(NAME, 99, tmp_path / "downloads" / "none")
+
     # ---- errors: a version that does not exist
     with pytest.raises(SftopsError) as missing:
         R.promote(NAME, 99, decision2, "typo")
@@ -265,6 +282,8 @@ def test_default_store_is_sqlite_in_root(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_description_stays_within_the_column() -> None:
     from types import SimpleNamespace
 
+    from sftops.mlops.registry.aliases import append_description
+
     class FakeClient:
         description = ""
 
@@ -274,7 +293,7 @@ def test_description_stays_within_the_column() -> None:
     client = FakeClient()
     mv = SimpleNamespace(name=NAME, version="1", description="registered from run r1")
     for i in range(200):
-        R._append_description(client, mv, f"[{i}] promoted as champion: " + "x" * 80)  # type: ignore[arg-type]
+        append_description(client, mv, f"[{i}] promoted as champion: " + "x" * 80)  # type: ignore[arg-type]
         mv.description = client.description
     assert len(client.description) <= R.MAX_DESCRIPTION
     entries = client.description.split("\n\n")

@@ -169,6 +169,28 @@ CASES = [
         ["token_f1: +0.000 vs champion (95% CI [+0.000, +0.000]) > +0.000: fail"],
     ),
     Case(
+        "tie on a lower-is-better guard reads +0.000",
+        {**CHAMP, "token_f1": 0.45},
+        CHAMP,
+        {"candidate_vs_champion": {"token_f1": diff(0.05, 0.01, 0.09)}},
+        True,
+        ["perplexity (lower is better): +0.000 vs champion (largest allowed drop 0.500): pass"],
+        gate={"max_regression": {"perplexity": 0.5}},
+    ),
+    Case(
+        "tie on a lower-is-better primary metric does not promote",
+        dict(CHAMP),
+        CHAMP,
+        {},
+        False,
+        ["perplexity (lower is better): +0.000 vs champion > +0.000: fail"],
+        gate={
+            "primary_metric": "perplexity",
+            "min_improvement": {"perplexity": 0.0},
+            "require_significant": False,
+        },
+    ),
+    Case(
         "tie on a guard passes",
         {**CHAMP, "token_f1": 0.45},
         CHAMP,
