@@ -26,8 +26,9 @@ def open_workspace(overrides: dict[str, Any] | None) -> Workspace:
 
     from sftops.mlops.prefect_api import in_process_run, watch_for_cancel
 
-    if flow_run.get_id() and PREFECT_API_URL.value() and in_process_run():
-        watch_for_cancel(flow_run.get_id())  # `sftops run` against a server: no runner watches
+    run_id = flow_run.get_id()
+    if run_id and PREFECT_API_URL.value() and in_process_run():
+        watch_for_cancel(run_id)  # `sftops run` against a server: no runner watches
     if not is_versioned_project():
         return in_place()
     name = f"{flow_run.get_name() or 'run'}-{(flow_run.get_id() or '')[:8]}"

@@ -503,8 +503,8 @@ def scrub_json_column(
         _json_strings(value, strings)
         scrubbed, per_string = scrub_many(strings, wanted)
         total: dict[str, int] = {}
-        for counts in per_string:
-            for kind, n in counts.items():
+        for string_counts in per_string:
+            for kind, n in string_counts.items():
                 total[kind] = total.get(kind, 0) + n
         if total:
             out[i] = json.dumps(_json_replace(value, iter(scrubbed)), ensure_ascii=False)

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+from uuid import UUID
 
 from sftops.errors import SftopsError
 
@@ -114,7 +115,7 @@ def watch_for_cancel(flow_run_id: str, every: float = 2.0) -> None:
         with get_client(sync_client=True) as client:
             while not stop.wait(every):
                 try:
-                    state = client.read_flow_run(flow_run_id).state
+                    state = client.read_flow_run(UUID(flow_run_id)).state
                 except Exception:  # the server down: the run's own calls report it
                     continue
                 if state is not None and (state.is_cancelling() or state.is_cancelled()):
