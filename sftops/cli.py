@@ -385,6 +385,18 @@ def run(
     except SftopsError as err:
         _fail(err)
         return
+    except KeyboardInterrupt:  # Ctrl-C, or a cancel through the Prefect API
+        from sftops.mlops.prefect_api import interrupted
+
+        typer.secho(interrupted(), fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=130) from None
+    except Exception as err:
+        from sftops.mlops.prefect_api import unreachable
+
+        if not prefect or (outage := unreachable(err)) is None:
+            raise
+        _fail(outage)
+        return
     from sftops.reporting import print_run_summary
 
     print_run_summary(summaries, loaded)
@@ -434,56 +446,9 @@ def ablate_augment_command(
     typer.echo(table_markdown([summary]))
 
 
-stack_app = typer.Typer(
-    help="Team setup on this server: PostgreSQL, object store, Prefect and MLflow servers, "
-    "a Prefect worker (see infra/README.md).",
-    no_args_is_help=True,
-)
+from sftops.stack.commands import stack_app  # noqa: E402 (after the app's own commands)
+
 app.add_typer(stack_app, name="stack")
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option("--state-dir", help="Folder for pids, logs and data (default .stack/)."),
-]
-
-
-@stack_app.command("up")
-def stack_up(
-    host: Annotated[
-        str, typer.Option(help="Interface the Prefect and MLflow servers bind (needs auth).")
-    ] = "127.0.0.1",
-    workers: Annotated[int, typer.Option(help="Flow runs the worker runs at once.")] = 2,
-    state_dir: StateDirOption = None,
-) -> None:
-    """Start what is not running (installs what is missing); prints URLs."""
-    from sftops.stack.team import Stack
-
-    try:
-        Stack(Path.cwd(), state_dir).up(host=host, workers=workers)
-    except SftopsError as err:
-        _fail(err)
-
-
-@stack_app.command("down")
-def stack_down(state_dir: StateDirOption = None) -> None:
-    """Stop everything `stack up` started (worker first, PostgreSQL last), nothing else."""
-    from sftops.stack.team import Stack
-
-    Stack(Path.cwd(), state_dir).down()
-
-
-@stack_app.command("status")
-def stack_status(state_dir: StateDirOption = None) -> None:
-    """URLs and health of each service; exit 1 when one is down."""
-    from sftops.stack.team import Stack
-
-    stack = Stack(Path.cwd(), state_dir)
-    health = stack.health()
-    for name, word in health.items():
-        typer.echo(f"{name:15} {word}")
-    if stack.state.ports:
-        typer.echo(stack.describe())
-    if any(word != "ok" for word in health.values()):
-        raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -41,3 +41,7 @@ class InputDataError(SftopsError):
 
 class StageFailed(SftopsError):
     """A stage ran but its output is not usable (e.g. too many invalid rows)."""
+
+
+class OutputWriteError(SftopsError):
+    """An output could not be written (disk full, quota); its previous version is untouched."""

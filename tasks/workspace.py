@@ -22,6 +22,13 @@ from sftops.mlops.workspace import (
 def open_workspace(overrides: dict[str, Any] | None) -> Workspace:
     """A worktree for this flow run, named after it (the DVC experiment gets the same name);
     outside a git + DVC project (scratch folders, tests) the current folder itself."""
+    from prefect.settings import PREFECT_API_URL
+
+    from sftops.mlops.prefect_api import in_process_run, watch_for_cancel
+
+    run_id = flow_run.get_id()
+    if run_id and PREFECT_API_URL.value() and in_process_run():
+        watch_for_cancel(run_id)  # `sftops run` against a server: no runner watches
     if not is_versioned_project():
         return in_place()
     name = f"{flow_run.get_name() or 'run'}-{(flow_run.get_id() or '')[:8]}"

@@ -36,7 +36,7 @@ from sftops.data.normalise import (
     normalise_texts,
     to_simplified,
 )
-from sftops.data.pii import scrub_column, scrub_many
+from sftops.data.pii import scrub_column, scrub_json_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
 from sftops.parallel import map_row_chunks, row_pool
 from sftops.rowkeys import dedup_key, join_text
@@ -280,6 +280,12 @@ def _clean_rows(
 ) -> CleanResult:
     n = len(df)
     modified: Counter[str] = Counter()
+    for name in ("tools", "tool_turns"):  # JSON: tool definitions, calls and observations
+        if cfg.scrub_pii and name in df:
+            scrubbed, found_in = scrub_json_column(df[name].tolist(), cfg.pii_kinds)
+            for _, found in found_in:
+                modified.update({f"pii_{kind}": count for kind, count in found.items()})
+            df[name] = pd.Series(scrubbed, index=df.index, dtype=df[name].dtype)
     prepared = map_row_chunks(pool, _prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
     columns = {name: _concat(prepared, "columns", name) for name in HISTORY_FIELDS}
     modified["normalised"] = sum(p.normalised for p in prepared)

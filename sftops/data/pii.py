@@ -36,8 +36,10 @@ All functions are pure: no I/O, no global state besides the precompiled patterns
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 __all__ = [
     "PII_KINDS",
@@ -45,6 +47,7 @@ __all__ = [
     "cn_id_valid",
     "luhn_valid",
     "scrub_column",
+    "scrub_json_column",
     "scrub_many",
     "scrub_pii",
 ]
@@ -438,4 +441,72 @@ def scrub_column(
             out[i], counts = _scrub(out[i], wanted)
             if counts:
                 found.append((i, counts))
+    return out, found
+
+
+def _json_strings(value: Any, out: list[str]) -> None:
+    """Every string of a decoded JSON value (keys included), depth first, in order."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _json_strings(item, out)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            out.append(key)
+            _json_strings(item, out)
+
+
+def _json_replace(value: Any, scrubbed: Iterator[str]) -> Any:
+    """``value`` with its strings taken in turn from ``scrubbed`` (the order of _json_strings)."""
+    if isinstance(value, str):
+        return next(scrubbed)
+    if isinstance(value, list):
+        return [_json_replace(item, scrubbed) for item in value]
+    if isinstance(value, dict):
+        # A key that was PII ("bob@example.com": {...}) becomes its placeholder; two such keys
+        # merge into one, which loses a value but never the person's address.
+        return {next(scrubbed): _json_replace(item, scrubbed) for key, item in value.items()}
+    return value
+
+
+def scrub_json_column(
+    texts: Sequence[str], kinds: Iterable[str] = PII_KINDS
+) -> tuple[list[str], list[tuple[int, dict[str, int]]]]:
+    """``scrub_column`` for a column of JSON texts (tool definitions, tool calls and their
+    observations): every string inside, keys too, is scrubbed after decoding, so escapes (a
+    ``\\n`` before a phone number) and JSON nested in strings (OpenAI ``arguments``) cannot
+    hide PII from the patterns; a text with no PII is returned unchanged (same bytes), a changed
+    one is re-encoded as ``json.dumps(..., ensure_ascii=False)``. A text that is not JSON is
+    scrubbed as plain text.
+
+    >>> call = {"name": "mail", "arguments": json.dumps({"to": "bob@example.com"})}
+    >>> texts, found = scrub_json_column(["[]", json.dumps([call])])
+    >>> texts[0], json.loads(json.loads(texts[1])[0]["arguments"]), found
+    ('[]', {'to': '[EMAIL]'}, [(1, {'email': 1})])
+    """
+    wanted = _normalise_kinds(kinds)
+    out = list(texts)
+    found: list[tuple[int, dict[str, int]]] = []
+    for i, text in enumerate(out):
+        if text in ("", "[]", "{}"):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            scrubbed_text, counts = scrub_many([text], wanted)
+            if counts[0]:
+                out[i] = scrubbed_text[0]
+                found.append((i, counts[0]))
+            continue
+        strings: list[str] = []
+        _json_strings(value, strings)
+        scrubbed, per_string = scrub_many(strings, wanted)
+        total: dict[str, int] = {}
+        for string_counts in per_string:
+            for kind, n in string_counts.items():
+                total[kind] = total.get(kind, 0) + n
+        if total:
+            out[i] = json.dumps(_json_replace(value, iter(scrubbed)), ensure_ascii=False)
+            found.append((i, total))
     return out, found

@@ -8,6 +8,7 @@ stage's alone: :mod:`sftops.io.detect` and :mod:`sftops.io.readers`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -18,22 +19,50 @@ from typing import Any
 
 import pandas as pd
 
-from sftops.errors import InputDataError
+from sftops.errors import InputDataError, OutputWriteError
 
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target`` and move it into place only on success."""
+    """Yield a temporary path beside ``target`` and move it into place only on success. A full
+    disk is a one-line :class:`OutputWriteError` naming ``target``; its previous version stays."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, target)
+    except OSError as err:
+        if is_out_of_space(err):
+            raise OutputWriteError(
+                "no space left on device (disk full) while writing it; "
+                + ("its previous version is kept" if target.exists() else "nothing was written"),
+                file=target,
+            ) from err
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def is_out_of_space(err: BaseException) -> bool:
+    """A disk-full or over-quota error, also from libraries (pyarrow) that set no errno.
+
+    >>> is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_out_of_space(OSError("Error writing bytes to file. Detail: [errno 28] No space left"))
+    True
+    >>> is_out_of_space(OSError(errno.EACCES, "Permission denied"))
+    False
+    """
+    if not isinstance(err, OSError):
+        return False
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    return "no space left" in text or "quota exceeded" in text
 
 
 def write_table(frame: pd.DataFrame, target: str | Path) -> None:

@@ -78,25 +78,54 @@ def kill_all() -> None:
         kill_group(pgid)
 
 
+def _is_prefect_bridge(handler: Any) -> bool:
+    """Prefect's own SIGTERM handler, installed while a flow or task runs (its "SIGTERM bridge")."""
+    return callable(handler) and getattr(handler, "__module__", "").startswith("prefect.")
+
+
 def _install_handlers() -> None:
-    """At exit and on SIGTERM (how a Prefect runner or worker cancels a flow run process): stop
-    every group still running, then do what the previous handler did (Prefect's own, or exit)."""
+    """At exit and on SIGTERM (a runner or worker cancelling the run's process, `kill`): stop
+    every group still running, then do what the previous handler did (exit by default).
+
+    Not while Prefect's SIGTERM bridge is the handler: a runner delivers a cancel only to a
+    process whose handler *is* that bridge (else it acknowledges nothing and the run ends
+    Crashed instead of Cancelled), and the bridge raises in the main thread, which interrupts
+    :func:`run_in_group`'s wait, whose ``except`` stops the group anyway."""
     global _handler_installed
-    if _handler_installed:
+    if not _handler_installed:
+        atexit.register(kill_all)
+        _handler_installed = True
+    if threading.current_thread() is not threading.main_thread():
         return
-    atexit.register(kill_all)
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_sftops_stops_groups", False) or _is_prefect_bridge(previous):
+        return
 
-        def on_sigterm(signum: int, frame: Any) -> None:
-            kill_all()
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise SystemExit(128 + signum)
+    def on_sigterm(signum: int, frame: Any) -> None:
+        kill_all()
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise SystemExit(128 + signum)
 
-        signal.signal(signal.SIGTERM, on_sigterm)
-    _handler_installed = True
+    on_sigterm._sftops_stops_groups = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """``proc.wait(timeout)`` in short slices. A blocking wait returns to Python only when the
+    signal (Ctrl-C, a runner's SIGTERM, our own SIGINT on an API cancel) lands on this very
+    thread; the kernel may hand it to any of the process's threads (Prefect runs several), and
+    then the handler would only run when the stage ends. Between slices it runs at once."""
+    deadline = None if timeout is None else _monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - _monotonic()
+        if left is not None and left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+        try:
+            return proc.wait(timeout=0.2 if left is None else min(0.2, left))
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_in_group(
@@ -144,7 +173,7 @@ def run_in_group(
     for reader in readers:
         reader.start()
     try:
-        code = proc.wait(timeout=timeout)
+        code = _wait(proc, timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc.pid)
         raise SftopsError(f"{what} timed out after {timeout:.0f}s; stopped") from None

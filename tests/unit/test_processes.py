@@ -64,3 +64,62 @@ def test_sigterm_to_the_run_process_stops_its_stage_groups(tmp_path: Path) -> No
         time.sleep(0.1)
     assert not _group_alive(pgid), "the stage's processes outlived the cancelled run"
     assert run.returncode != 0
+
+
+def test_under_prefect_the_sigterm_handler_stays_prefects(tmp_path: Path) -> None:
+    """A Prefect runner acknowledges a cancel only while its own SIGTERM bridge is the handler
+    (else the run ends Crashed, not Cancelled): a stage started inside a flow must not replace
+    it."""
+    from prefect.utilities.engine import _prefect_sigterm_handler, capture_sigterm
+
+    with capture_sigterm():
+        run_in_group(["true"], cwd=tmp_path, what="stage")
+        assert signal.getsignal(signal.SIGTERM) is _prefect_sigterm_handler
+
+
+def test_sigterm_under_prefects_bridge_still_stops_the_stage_group(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        from prefect.utilities.engine import capture_sigterm
+        from sftops.mlops.processes import run_in_group
+        with capture_sigterm():
+            run_in_group({TWO_SLEEPERS!r}, cwd={str(tmp_path)!r}, what="stage")
+        """
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], env={**os.environ})
+    pgid = int(wait_for(tmp_path / "pgid", timeout=60))
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=15)
+    deadline = time.monotonic() + 10
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(pgid), "the stage's processes outlived the cancelled run"
+    assert run.returncode != 0
+
+
+def test_a_signal_landing_on_another_thread_still_stops_the_group_at_once(tmp_path: Path) -> None:
+    """The kernel may hand a process-directed signal to any thread; Python runs the handler in
+    the main thread only when it next runs bytecode, so a blocking wait would hold the
+    KeyboardInterrupt until the stage ended."""
+    script = textwrap.dedent(
+        f"""
+        import signal, threading
+        from sftops.mlops.processes import run_in_group
+        parked = threading.Event()
+        helper = threading.Thread(target=parked.wait, daemon=True)
+        helper.start()
+        def interrupt_via_helper():
+            import pathlib, time
+            while not pathlib.Path({str(tmp_path / "pgid")!r}).exists():
+                time.sleep(0.05)
+            signal.pthread_kill(helper.ident, signal.SIGINT)
+        threading.Thread(target=interrupt_via_helper, daemon=True).start()
+        run_in_group({TWO_SLEEPERS!r}, cwd={str(tmp_path)!r}, what="stage")
+        """
+    )
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    pgid = int(wait_for(tmp_path / "pgid"))
+    assert "KeyboardInterrupt" in run.stderr, run.stderr[-2000:]
+    assert not _group_alive(pgid)
+    assert time.monotonic() - started < 40  # not the sleepers' 60 s
