@@ -371,14 +371,14 @@ def run(
     try:
         overrides = dict(parse_override(o) for o in set_ or [])
         if prefect:
-            if train:
-                from flows.retrain import retrain
+            from flows.data_refresh import data_refresh
+            from flows.retrain import retrain
+            from sftops.mlops.workspace import project_root
+            from sftops.stack.run_api import prefect_api_for_run
 
-                summaries = retrain(params_file=str(params), overrides=overrides)
-            else:
-                from flows.data_refresh import data_refresh
-
-                summaries = data_refresh(params_file=str(params), overrides=overrides)
+            with prefect_api_for_run(project_root(Path.cwd()) / ".sftops" / "logs"):
+                flow = retrain if train else data_refresh
+                summaries = flow(params_file=str(params), overrides=overrides)
         else:
             summaries = run_in_workspace(params, overrides, STAGES if train else DATA_STAGES)
         loaded = _load(params, set_)
