@@ -9,7 +9,6 @@ Ctrl-C, records the run's final state, and is stopped when the run has finished.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +16,7 @@ from pathlib import Path
 
 from sftops.stack.api import healthy
 from sftops.stack.services import launch, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from sftops.stack.settings import free_port
 
 
 @contextmanager
@@ -42,7 +36,7 @@ def prefect_api_for_run(logs: Path) -> Iterator[str]:
         yield str(configured)
         return
     logs.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn",
         "--app-dir", str(Path(prefect.__file__).resolve().parents[1]),
