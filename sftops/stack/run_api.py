@@ -64,6 +64,25 @@ def prefect_api_for_run(logs: Path) -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        _deliver_pending_reports()
         os.environ.pop("PREFECT_API_URL", None)
+        # Nothing may be sent to an API that is gone: a log record queued after the stop would
+        # have Prefect's log worker retry the connection for a minute before the process exits.
+        os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
         refresh_global_settings_context()
         api.stop(timeout=10.0)
+
+
+def _deliver_pending_reports(timeout: float = 10.0) -> None:
+    """Send the run's queued logs and events while its API is still up."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=timeout)
+        except Exception as error:  # a report lost is not worth failing the run's exit
+            print(
+                f"could not deliver the run's pending {worker.__name__} items: {error}",
+                file=sys.stderr,
+            )
