@@ -25,13 +25,70 @@ PLANTED = {
 }
 
 
-def plant_secret_row(repo: Path) -> None:
-    """A source whose one row carries an API key; the clean stage must scrub it."""
+# Tool-calling conversations (ShareGPT function_call / observation with `tools`; OpenAI
+# tool_calls / tool), each with an e-mail address inside its tool result that clean must scrub.
+TOOL_PII = "jane.roe.sftops@example.com"
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+TOOL_ROWS = [
+    {
+        "conversations": [
+            {"from": "human", "value": "What is the weather like in Lisbon right now?"},
+            {
+                "from": "function_call",
+                "value": json.dumps({"name": "get_weather", "arguments": {"city": "Lisbon"}}),
+            },
+            {
+                "from": "observation",
+                "value": json.dumps({"temp_c": 21, "sky": "clear", "station_contact": TOOL_PII}),
+            },
+            {"from": "gpt", "value": "It is 21 degrees and clear in Lisbon right now."},
+        ],
+        "tools": json.dumps([WEATHER_TOOL]),
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Look up the opening hours of the Porto city library."},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {
+                            "name": "find_hours",
+                            "arguments": json.dumps({"place": "Porto city library"}),
+                        },
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": f"Open 9:00-18:00 Monday to Saturday; questions to {TOOL_PII}",
+            },
+            {"role": "assistant", "content": "The library opens 9 to 6, Monday to Saturday."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "find_hours", "parameters": {}}}],
+    },
+]
+
+
+def plant_rows(repo: Path) -> None:
+    """Sources the tiny sample lacks: one row carrying an API key (clean must scrub it) and the
+    tool-calling conversations of :data:`TOOL_ROWS`."""
     import yaml
 
     (repo / "data" / "sample" / "planted.jsonl").write_text(json.dumps(PLANTED) + "\n")
+    tools_text = "".join(json.dumps(row) + "\n" for row in TOOL_ROWS)
+    (repo / "data" / "sample" / "planted_tools.jsonl").write_text(tools_text)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"]["sources"].append({"path": "data/sample/planted.jsonl", "weight": 1.0})
+    for name in ("planted.jsonl", "planted_tools.jsonl"):
+        params["ingest"]["sources"].append({"path": f"data/sample/{name}", "weight": 1.0})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(
@@ -39,6 +96,53 @@ def plant_secret_row(repo: Path) -> None:
         cwd=repo,
         check=True,
     )
+
+
+def experiment_splits(repo: Path) -> dict[str, list[dict[str, object]]]:
+    """Every DVC experiment's train / validation / test rows, read from the DVC cache through
+    the experiment's dvc.lock (the runs' workspaces are gone)."""
+    import pandas as pd
+    import yaml
+
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    found: dict[str, list[dict[str, object]]] = {}
+    for ref in refs:
+        lock = subprocess.run(
+            ["git", "show", f"{ref}:dvc.lock"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+        for out in yaml.safe_load(lock)["stages"]["split"]["outs"]:
+            if out["path"].endswith(".parquet"):
+                md5 = out["md5"]
+                rows = pd.read_parquet(repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:])
+                found[f"{ref}:{Path(out['path']).stem}"] = rows.to_dict(orient="records")
+    return found
+
+
+def assert_tool_rows_carried(repo: Path) -> None:
+    """Each planted tool conversation reached a split of every run with its tool definitions
+    and its call and result turns, the e-mail in the result replaced by [EMAIL]."""
+    splits = experiment_splits(repo)
+    assert len({name.split(":")[0] for name in splits}) == 2, sorted(splits)
+    for ref in {name.split(":")[0] for name in splits}:
+        rows = [r for name, rs in splits.items() if name.startswith(ref) for r in rs]
+        for tool in ("get_weather", "find_hours"):
+            carried = [r for r in rows if tool in str(r.get("tools"))]
+            assert len(carried) == 1, (ref, tool, len(carried))
+            row = carried[0]
+            assert [t["function"]["name"] for t in json.loads(str(row["tools"]))] == [tool]
+            (segment,) = json.loads(str(row["tool_turns"]))
+            assert segment["turn"] == 0
+            call, result = segment["messages"]
+            assert call["role"] == "tool_call" and call["calls"][0]["name"] == tool
+            assert result["role"] == "observation" and "[EMAIL]" in result["content"]
+            assert TOOL_PII not in json.dumps(row, default=str)
+            assert row["output"].startswith(("It is 21 degrees", "The library opens"))
 
 
 def files_containing(folder: Path, secret: str) -> list[str]:
@@ -82,7 +186,7 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
     from mlflow import MlflowClient
 
     repo = tiny_repo(tmp_path)
-    plant_secret_row(repo)
+    plant_rows(repo)
     params_before = (repo / "params.yaml").read_bytes()
     lock_before = (repo / "dvc.lock").read_bytes()
 
@@ -137,8 +241,10 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
     again = time.monotonic() - started
     assert "unchanged: already sftops-chat" in rerun
     assert len(client.search_model_versions("name='sftops-chat'")) == 2
-    # Secrets: the environment's token reaches no log, param, tag or artifact; the row's key was
-    # scrubbed before training, so no MLflow artifact (predictions, reports, model) holds it.
+    assert_tool_rows_carried(repo)
+    # Secrets: the environment's token reaches no log, param, tag or artifact; the row's key and
+    # the tool result's e-mail were scrubbed before training, so no MLflow artifact
+    # (predictions, reports, model) holds them.
     for where in (
         repo / "mlflow.db",
         repo / "mlruns",
@@ -146,11 +252,11 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
         tmp_path / "prefect-b",
     ):
         if where.is_file():
-            assert ENV_SECRET.encode() not in where.read_bytes()
-            assert ROW_SECRET.encode() not in where.read_bytes()
+            for secret in (ENV_SECRET, ROW_SECRET, TOOL_PII):
+                assert secret.encode() not in where.read_bytes()
         else:
-            assert files_containing(where, ENV_SECRET) == []
-            assert files_containing(where, ROW_SECRET) == []
+            for secret in (ENV_SECRET, ROW_SECRET, TOOL_PII):
+                assert files_containing(where, secret) == []
     assert ENV_SECRET not in out_custom + out_default + rerun
 
     print(f"two overlapping runs: {overlapped:.0f}s; identical rerun: {again:.0f}s")
