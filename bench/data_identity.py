@@ -8,7 +8,8 @@ several CPU environments, each in a fresh folder with its own empty caches, side
 
 No second machine is at hand, so one is imitated: the native ISA (AVX-512 here) against a CPU
 capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=
-avx2``: oneDNN, MKL and ATen's own vectorised kernels such as softmax), each with 2 threads and
+avx2 NPY_DISABLE_CPU_FEATURES=...``: oneDNN, MKL, ATen's own vectorised kernels such as
+softmax, and numpy's dispatched loops), each with 2 threads and
 with 1 (``OMP_NUM_THREADS``, which sets ``torch.get_num_threads()``). A probe per environment
 shows the setting took effect: torch's CPU capability and thread count, a fingerprint of a few
 fp32 kernels' output bits (it differs between ISAs, so the models' raw numbers do too) and a
@@ -41,6 +42,7 @@ AVX2 = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     "ATEN_CPU_CAPABILITY": "avx2",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's own dispatch
 }
 ENVIRONMENTS: dict[str, dict[str, str]] = {
     "native-2t": {"OMP_NUM_THREADS": "2"},
@@ -183,12 +185,13 @@ def main() -> int:
     if args.no_fluency:
         sets.append("augment.filter.fluency_model=null")
     base = args.keep or Path(tempfile.mkdtemp(prefix="sftops-identity-"))
+    width = max(len(variables(ENVIRONMENTS[name])) for name in args.envs)
     lines = [
         f"data stages on data/sample, `sftops <stage> --set {' --set '.join(sets)}`",
         f"CPU: {cpu_model()}, {os.cpu_count()} cores; load before: {os.getloadavg()[0]:.1f}",
         "",
-        "environment  variables                                      capability  threads  "
-        "kernel bits   GFLOP/s  stage seconds",
+        f"{'environment':<12} {'variables':<{width}} capability  threads  kernel bits   "
+        "GFLOP/s  stage seconds",
     ]
     print("\n".join(lines), flush=True)
     hashes: dict[str, dict[str, tuple[str, bool]]] = {}
@@ -205,9 +208,9 @@ def main() -> int:
             hashes[name] = outputs(folder)
             report = json.loads((folder / "reports" / "augment_report.json").read_text())
             added[name] = report["rows_added"]
-            variables = " ".join(f"{k}={v}" for k, v in ENVIRONMENTS[name].items())
             line = (
-                f"{name:<12} {variables:<46} {seen['capability']:<11} {seen['threads']:<8} "
+                f"{name:<12} {variables(ENVIRONMENTS[name]):<{width}} {seen['capability']:<11} "
+                f"{seen['threads']:<8} "
                 f"{seen['kernel_bits']:<13} {seen['gflops']:<8} {json.dumps(seconds)}"
             )
             print(line, flush=True)
@@ -232,6 +235,10 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 1 if differing else 0
+
+
+def variables(overrides: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in overrides.items())
 
 
 def cpu_model() -> str:

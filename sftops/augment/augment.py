@@ -8,6 +8,7 @@ rows are never touched. Every candidate is either accepted (and gets ``aug_metho
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import time
@@ -32,6 +33,7 @@ from sftops.augment.similarity import (
     cheap_rejection,
     cosine_rows,
     embedder_name,
+    fluency_limit,
     load_embedder,
     rejection_reason,
 )
@@ -274,26 +276,71 @@ def judge(
     todo = [i for i, reason in enumerate(early) if reason is None]
     before = [originals[i] for i in todo]
     after = [rewritten[i] for i in todo]
+    fp32 = cfg.filter.precision == "fp32"
     if todo:
         model_name = getattr(embedder, "name", None) or embedder_name(
             cfg.embedding_model, cfg.filter.precision
         )
         cache = EmbeddingCache(cache_path / "embeddings.npz" if cache_path else None, model_name)
         embed = _lazy(embedder, lambda: load_embedder(cfg.embedding_model, cfg.filter.precision))
-        # Rounded so that last-bit differences between CPUs' fp32 kernels cannot move a
-        # candidate across the threshold (the decision uses 4 decimals, as the report shows).
-        similarity[todo] = np.round(
-            cosine_rows(cache.embed(embed, before), cache.embed(embed, after)), 4
-        )
+        raw = cosine_rows(cache.embed(embed, before), cache.embed(embed, after)).astype(np.float64)
         cache.save()
+        # fp32 kernels differ in the last bits between CPUs (ISA, thread count, batch shape):
+        # a value that close to the threshold or to a rounding boundary is recomputed in fp64,
+        # so the rounded similarity, and the decision on it, is the same on every machine.
+        shaky = [
+            k
+            for k, value in enumerate(raw)
+            if near_boundary(float(value), 4, SIMILARITY_BAND, cfg.filter.min_similarity)
+        ]
+        exact_embed = _exact(embedder, lambda: load_embedder(cfg.embedding_model, "fp64"))
+        if fp32 and shaky and exact_embed is not None:
+            log.info("similarity: %d of %d re-checked in fp64 (near a boundary)", len(shaky), n)
+            exact = EmbeddingCache(
+                cache_path / "embeddings_fp64.npz" if cache_path else None,
+                embedder_name(cfg.embedding_model, "fp64"),
+            )
+            raw[shaky] = cosine_rows(
+                exact.embed(exact_embed, [before[k] for k in shaky]),
+                exact.embed(exact_embed, [after[k] for k in shaky]),
+            )
+            exact.save()
+        similarity[todo] = np.round(raw, 4)
     if todo and (cfg.filter.fluency_model or scorer is not None):
         name = getattr(scorer, "name", None) or fluency_name(str(cfg.filter.fluency_model))
         cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
         folder = str(cache_path or ".cache/sftops")
-        score = _lazy(scorer, lambda: load_scorer(str(cfg.filter.fluency_model), folder))
-        delta = cache.embed(score, after)[:, 0] - cache.embed(score, before)[:, 0]
-        nll_increase[todo] = np.round(delta, 2)
+        model = str(cfg.filter.fluency_model)
+        score = _lazy(scorer, lambda: load_scorer(model, folder))
+        before_nll = cache.embed(score, before)[:, 0].astype(np.float64)
+        after_nll = cache.embed(score, after)[:, 0].astype(np.float64)
         cache.save()
+        delta = after_nll - before_nll
+        # The same for the NLL increase (summed over up to 192 tokens, so its fp32 error grows
+        # with the sums): recomputed in fp64 where it is that close to the candidate's limit.
+        shaky = [
+            k
+            for k, i in enumerate(todo)
+            if near_boundary(
+                float(delta[k]),
+                2,
+                NLL_BAND + NLL_RELATIVE_BAND * (abs(after_nll[k]) + abs(before_nll[k])),
+                fluency_limit(cfg.filter, langs[i], methods[i]),
+            )
+        ]
+        exact_score = _exact(scorer, lambda: load_scorer(model, folder, exact=True))
+        if shaky and exact_score is not None:
+            log.info("fluency: %d of %d re-checked in fp64 (near the limit)", len(shaky), n)
+            exact = EmbeddingCache(
+                cache_path / "fluency_fp64.npz" if cache_path else None,
+                fluency_name(model, exact=True),
+            )
+            delta[shaky] = (
+                exact.embed(exact_score, [after[k] for k in shaky])[:, 0]
+                - exact.embed(exact_score, [before[k] for k in shaky])[:, 0]
+            )
+            exact.save()
+        nll_increase[todo] = np.round(delta, 2)
     reasons = [
         early[i]
         or rejection_reason(
@@ -308,6 +355,37 @@ def judge(
         for i in range(n)
     ]
     return reasons, similarity, nll_increase
+
+
+# Largest fp32 differences measured between this project's CPU environments (AVX-512 vs AVX2,
+# 1 vs 2 threads; bench/data_identity.py) on the sample: cosine 3.3e-7, summed NLL 2.6e-6 of
+# the sum. The bands keep a margin of about 15x over them.
+SIMILARITY_BAND = 5e-6
+NLL_BAND = 1e-3
+NLL_RELATIVE_BAND = 4e-5
+
+
+def near_boundary(value: float, decimals: int, band: float, threshold: float) -> bool:
+    """Whether a last-bit change of ``value`` could change its rounding to ``decimals`` or
+    its side of ``threshold``.
+
+    >>> near_boundary(0.84995, 4, 1e-6, 0.85), near_boundary(0.912341, 4, 1e-6, 0.85)
+    (True, False)
+    >>> near_boundary(1.0049, 2, 1e-3, 1.0), near_boundary(1.2, 2, 1e-3, 1.0)
+    (True, False)
+    """
+    scaled = value * 10**decimals
+    to_rounding_edge = abs(scaled - math.floor(scaled) - 0.5) / 10**decimals
+    return to_rounding_edge < band or abs(value - threshold) < band
+
+
+def _exact(model: Any, load: Callable[[], Any]) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """The fp64 twin of a batch function: the real model's, or an injected model's ``exact``
+    attribute (injected test models without one are exact already: no re-check)."""
+    if model is not None:
+        twin = getattr(model, "exact", None)
+        return None if twin is None or not callable(twin) else _lazy(twin, load)
+    return _lazy(None, load)
 
 
 def _lazy(model: Any, load: Callable[[], Any]) -> Callable[[Sequence[str]], np.ndarray]:

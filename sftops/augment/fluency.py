@@ -29,19 +29,22 @@ def resolve_fluency_model(name: str, cache_dir: str | Path) -> Path:
         raise SftopsError(f"augment.filter.fluency_model: {err}") from err
 
 
-def fluency_name(model: str) -> str:
+def fluency_name(model: str, exact: bool = False) -> str:
     """Cache key of a fluency model, known without loading it.
 
-    >>> fluency_name("models/smollm2"), fluency_name("smollm2-135m-instruct")
-    ('smollm2-nll-float32', 'smollm2-135m-instruct-nll-float32')
+    >>> fluency_name("models/smollm2"), fluency_name("smollm2-135m-instruct", exact=True)
+    ('smollm2-nll-float32', 'smollm2-135m-instruct-nll-float64')
     """
-    return f"{Path(model).name}-nll-float32"
+    return f"{Path(model).name}-nll-float{64 if exact else 32}"
 
 
 class FluencyScorer:
-    """Summed next-token NLL of each text under a causal LM (fp32, CPU, batched)."""
+    """Summed next-token NLL of each text under a causal LM (fp32, CPU, batched; fp64 with
+    ``exact``, for the re-check of candidates near the threshold)."""
 
-    def __init__(self, folder: str | Path, batch_size: int = 16, max_tokens: int = 192) -> None:
+    def __init__(
+        self, folder: str | Path, batch_size: int = 16, max_tokens: int = 192, exact: bool = False
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -49,10 +52,12 @@ class FluencyScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.exact = exact
+        self.dtype = torch.float64 if exact else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype).eval()
         self.batch_size = batch_size
         self.max_tokens = max_tokens
-        self.name = fluency_name(str(folder))
+        self.name = fluency_name(str(folder), exact)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -60,7 +65,7 @@ class FluencyScorer:
         bos = self.tokenizer.bos_token_id
         if bos is None:
             bos = self.tokenizer.eos_token_id
-        out = np.zeros((len(texts), 1), dtype=np.float32)
+        out = np.zeros((len(texts), 1), dtype=np.float64 if self.exact else np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             index = order[start : start + self.batch_size]
@@ -77,12 +82,13 @@ class FluencyScorer:
                 ids[row, : len(e)] = torch.tensor(e)
                 mask[row, : len(e)] = 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+            logits = logits.to(self.dtype)
             logp = torch.log_softmax(logits, dim=-1).gather(2, ids[:, 1:, None])[..., 0]
             nll = -(logp * mask[:, 1:]).sum(dim=1)
             out[index, 0] = nll.numpy()
         return out
 
 
-def load_scorer(name: str, cache_dir: str | Path) -> Any:
-    return FluencyScorer(resolve_fluency_model(name, cache_dir))
+def load_scorer(name: str, cache_dir: str | Path, exact: bool = False) -> Any:
+    return FluencyScorer(resolve_fluency_model(name, cache_dir), exact=exact)

@@ -58,6 +58,8 @@ def embedding_dtype(precision: str = "fp32") -> Any:
     threshold between machines with and without native bf16."""
     import torch
 
+    if precision == "fp64":  # the exact re-check of near-threshold candidates (augment.judge)
+        return torch.float64
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto" and (torch.cuda.is_available() or cpu_has_bf16()):
@@ -105,7 +107,10 @@ class Embedder:
         import torch
 
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        exact = self.model.dtype == torch.float64
+        out = np.zeros(
+            (len(texts), self.model.config.hidden_size), dtype=np.float64 if exact else np.float32
+        )
         for start in range(0, len(texts), self.batch_size):
             index = order[start : start + self.batch_size]
             batch = self.tokenizer(
@@ -117,10 +122,11 @@ class Embedder:
                 return_tensors="pt",
             ).to(self.device)
             with torch.inference_mode():
-                hidden = self.model(**batch).last_hidden_state.float()
+                hidden = self.model(**batch).last_hidden_state
+            hidden = hidden.double() if exact else hidden.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[index] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
+            out[index] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
         return out
 
 
@@ -233,14 +239,24 @@ def rejection_reason(
     reason = cheap_rejection(original, candidate, cfg, method)
     if reason is None and similarity < cfg.min_similarity:
         return "low_similarity"
-    limit = cfg.max_nll_increase
-    if lang == "zh":
-        limit = cfg.max_nll_increase_zh
-    elif method.startswith("backtranslation"):
-        limit = cfg.max_nll_increase_backtranslation
+    limit = fluency_limit(cfg, lang, method)
     if reason is None and nll_increase is not None and nll_increase > limit:
         return "less_fluent"
     return reason
+
+
+def fluency_limit(cfg: AugmentFilterParams, lang: str, method: str) -> float:
+    """The largest NLL increase a candidate of this language and method may have.
+
+    >>> from sftops.config import AugmentFilterParams
+    >>> fluency_limit(AugmentFilterParams(), "en", "backtranslation:spa")
+    2.0
+    """
+    if lang == "zh":
+        return cfg.max_nll_increase_zh
+    if method.startswith("backtranslation"):
+        return cfg.max_nll_increase_backtranslation
+    return cfg.max_nll_increase
 
 
 # Personal pronouns: a round trip that turns "She took a look" into "It took a look" changed
