@@ -189,3 +189,20 @@ def test_fluency_scorer_sums_token_nll_on_a_tiny_model(tmp_path: Path) -> None:
     again = scorer(list(reversed(texts)))[::-1]
     assert np.allclose(scores, again, atol=1e-4)  # batching and order do not change a score
     assert scorer.name == fluency_name(str(folder))
+    exact = FluencyScorer(folder, batch_size=2, exact=True)  # the near-limit re-check
+    exact_scores = exact(texts)
+    assert exact_scores.dtype == np.float64 and exact.name == fluency_name(str(folder), exact=True)
+    assert np.allclose(exact_scores, scores, rtol=1e-5) and exact.name != scorer.name
+
+
+def test_the_fp64_embedder_agrees_with_fp32_to_its_last_bits(embedder: Embedder) -> None:
+    """The twin the similarity filter asks near a boundary: same model, fp64 throughout."""
+    import torch
+
+    exact = Embedder(precision="fp64")
+    assert next(exact.model.parameters()).dtype == torch.float64
+    assert exact.name.endswith("-float64") and exact.name != embedder.name
+    texts = ["Write a short poem about the ocean at night.", "Compose a brief sea poem."]
+    vectors, exact_vectors = embedder(texts), exact(texts)
+    assert exact_vectors.dtype == np.float64
+    assert np.abs(vectors - exact_vectors).max() < 1e-5
