@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,9 +164,28 @@ def save_experiment(ws: Workspace) -> str:
     """Record the workspace as DVC experiment ``ws.name`` (params, dvc.lock, metrics, outputs
     in the shared cache); returns the experiment's commit."""
     reached = _stages_with_outputs(ws.root)
-    _dvc("exp", "save", "--force", "--name", ws.name, *reached, cwd=ws.root)
+    # `dvc exp save` goes through refs shared by every worktree (refs/exps/exec/EXEC_HEAD ...):
+    # two runs saving at once failed or recorded one run's params under the other's name.
+    with _experiment_lock(ws.project):
+        _dvc("exp", "save", "--force", "--name", ws.name, *reached, cwd=ws.root)
     ref = f"refs/exps/{ws.commit[:2]}/{ws.commit[2:]}/{ws.name}"
     return git("rev-parse", ref, cwd=ws.project).decode().strip()
+
+
+@contextlib.contextmanager
+def _experiment_lock(project: Path) -> Iterator[None]:
+    """One `dvc exp save` at a time per project, across processes (released when the process
+    dies, so a killed run cannot leave it held)."""
+    import fcntl
+
+    path = project / RUNS_DIR.parent / "exp-save.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _stages_with_outputs(root: Path) -> list[str]:
