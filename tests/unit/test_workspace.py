@@ -71,3 +71,21 @@ def test_workspace_has_the_changes_and_overrides_the_checkout_keeps_its_files(
         ["git", "worktree", "list"], cwd=checkout, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert len(listed) == 1
+
+
+def test_experiment_saves_of_overlapping_runs_take_turns(tmp_path: Path) -> None:
+    """While one run saves its DVC experiment, another process cannot take the lock."""
+    import sys
+
+    from sftops.mlops.workspace import _experiment_lock
+
+    try_lock = (
+        "import fcntl, sys; handle = open(sys.argv[1], 'a')\n"
+        "try:\n    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n    sys.exit(3)\n"
+    )
+    lock = tmp_path / ".sftops" / "exp-save.lock"
+    with _experiment_lock(tmp_path):
+        held = subprocess.run([sys.executable, "-c", try_lock, str(lock)], check=False)
+    free = subprocess.run([sys.executable, "-c", try_lock, str(lock)], check=False)
+    assert (held.returncode, free.returncode) == (3, 0)
