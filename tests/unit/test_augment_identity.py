@@ -123,3 +123,12 @@ def test_near_boundary_flags_every_value_a_small_error_could_move() -> None:
             moved = value + error
             assert round(moved, decimals) == round(value, decimals), (value, error)
             assert (moved < threshold) == (value < threshold), (value, error)
+
+
+def test_nll_increases_far_from_the_limit_are_not_recomputed() -> None:
+    """Only the side of the limit is used, so a value near a rounding edge far from the limit
+    (0.305) is not re-scored: the fp64 model is loaded only when a decision could flip."""
+    similar = TwoTextEmbedder(0.95, exact=None)
+    scorer = TwoTextScorer(0.305, exact=None)
+    scorer.exact = TwoTextScorer(9.0, exact=None)  # wrong on purpose: it must not be asked
+    assert decide(similar, scorer)[0] is None

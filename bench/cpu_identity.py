@@ -2,9 +2,9 @@
 validate, split and augment (augmentation on, embedding and fluency filters running) under
 several CPU environments, each in a fresh folder with its own empty caches, side by side.
 
-    python bench/data_identity.py                 # 4 environments, augment.max_rows=120
-    python bench/data_identity.py --rows 40 --envs native-2t avx2-1t      # quicker
-    python bench/data_identity.py --out bench/results/data_identity.txt
+    python bench/cpu_identity.py                 # 4 environments, augment.max_rows=120
+    python bench/cpu_identity.py --rows 40 --envs native-2t avx2-1t      # quicker
+    python bench/cpu_identity.py --out bench/results/cpu_identity.txt
 
 No second machine is at hand, so one is imitated: the native ISA (AVX-512 here) against a CPU
 capped at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=
@@ -115,6 +115,8 @@ def run_stages(folder: Path, env: dict[str, str], sets: list[str]) -> dict[str, 
         )
         if done.returncode != 0:
             raise SystemExit(f"{stage} failed in {folder}:\n{done.stdout}\n{done.stderr}")
+        (folder / "logs").mkdir(exist_ok=True)
+        (folder / "logs" / f"{stage}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
         seconds[stage] = round(time.perf_counter() - started, 1)
     return seconds
 
@@ -184,7 +186,7 @@ def main() -> int:
     sets = ["augment.enabled=true", f"augment.max_rows={args.rows}"]
     if args.no_fluency:
         sets.append("augment.filter.fluency_model=null")
-    base = args.keep or Path(tempfile.mkdtemp(prefix="sftops-identity-"))
+    base = args.keep or Path(tempfile.mkdtemp(prefix="sftops-cpu-identity-"))
     width = max(len(variables(ENVIRONMENTS[name])) for name in args.envs)
     lines = [
         f"data stages on data/sample, `sftops <stage> --set {' --set '.join(sets)}`",
@@ -213,6 +215,12 @@ def main() -> int:
                 f"{seen['threads']:<8} "
                 f"{seen['kernel_bits']:<13} {seen['gflops']:<8} {json.dumps(seconds)}"
             )
+            rechecked = [
+                " ".join(entry.split())
+                for entry in (folder / "logs" / "augment.log").read_text().splitlines()
+                if "re-checked in fp64" in entry or "quality filter:" in entry
+            ]
+            line += "".join(f"\n{'':<13}augment log: {entry}" for entry in rechecked)
             print(line, flush=True)
             lines.append(line)
     finally:
