@@ -99,8 +99,8 @@ def plant_rows(repo: Path) -> None:
 
 
 def experiment_splits(repo: Path) -> dict[str, list[dict[str, object]]]:
-    """Every DVC experiment's train / validation / test rows, read from the DVC cache through
-    the experiment's dvc.lock (the runs' workspaces are gone)."""
+    """Every DVC experiment's train / validation / test rows and the train_aug rows training
+    read, from the DVC cache through the experiment's dvc.lock (the workspaces are gone)."""
     import pandas as pd
     import yaml
 
@@ -111,12 +111,14 @@ def experiment_splits(repo: Path) -> dict[str, list[dict[str, object]]]:
         text=True,
         check=True,
     ).stdout.split()
+    refs = [r for r in refs if not r.startswith("refs/exps/exec/")]  # DVC's own, not runs
     found: dict[str, list[dict[str, object]]] = {}
     for ref in refs:
         lock = subprocess.run(
             ["git", "show", f"{ref}:dvc.lock"], cwd=repo, capture_output=True, text=True, check=True
         ).stdout
-        for out in yaml.safe_load(lock)["stages"]["split"]["outs"]:
+        stages = yaml.safe_load(lock)["stages"]
+        for out in stages["split"]["outs"] + stages["augment"]["outs"]:
             if out["path"].endswith(".parquet"):
                 md5 = out["md5"]
                 rows = pd.read_parquet(repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:])
@@ -125,16 +127,26 @@ def experiment_splits(repo: Path) -> dict[str, list[dict[str, object]]]:
 
 
 def assert_tool_rows_carried(repo: Path) -> None:
-    """Each planted tool conversation reached a split of every run with its tool definitions
-    and its call and result turns, the e-mail in the result replaced by [EMAIL]."""
+    """Each planted tool conversation reached one split of every run (and train_aug, when in
+    train) with its tool definitions and its call and result turns, the e-mail in the result
+    replaced by [EMAIL]."""
     splits = experiment_splits(repo)
-    assert len({name.split(":")[0] for name in splits}) == 2, sorted(splits)
-    for ref in {name.split(":")[0] for name in splits}:
-        rows = [r for name, rs in splits.items() if name.startswith(ref) for r in rs]
+    runs = {name.split(":")[0] for name in splits}
+    assert len(runs) == 3, sorted(splits)  # the two overlapping runs and the rerun
+    for ref in runs:
+        rows = [
+            r
+            for name, rs in splits.items()
+            if name.startswith(ref) and not name.endswith("_aug")
+            for r in rs
+        ]
+        trained = {str(r["row_id"]) for r in splits[f"{ref}:train_aug"]}
         for tool in ("get_weather", "find_hours"):
             carried = [r for r in rows if tool in str(r.get("tools"))]
             assert len(carried) == 1, (ref, tool, len(carried))
             row = carried[0]
+            if row in splits[f"{ref}:train"]:
+                assert str(row["row_id"]) in trained  # what training read
             assert [t["function"]["name"] for t in json.loads(str(row["tools"]))] == [tool]
             (segment,) = json.loads(str(row["tool_turns"]))
             assert segment["turn"] == 0
