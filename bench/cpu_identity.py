@@ -51,8 +51,16 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "avx2-1t": {**AVX2, "OMP_NUM_THREADS": "1"},
 }
 # Set by the user's shell they would leak into every environment alike; removed so each
-# environment is exactly what its row says.
-CPU_VARIABLES = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_CBWR", "MKL_DEBUG_CPU_TYPE", *AVX2]
+# environment is exactly what its row says (and SFTOPS_CACHE_DIR so that no environment reads
+# another's embedding, score or translation cache).
+CPU_VARIABLES = [
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MKL_CBWR",
+    "MKL_DEBUG_CPU_TYPE",
+    "SFTOPS_CACHE_DIR",
+    *AVX2,
+]
 OUTPUT_DIRS = ["data/interim", "data/splits", "data/quarantine", "reports"]
 TIMING_KEYS = {"seconds"}
 
