@@ -207,6 +207,7 @@ def main() -> int:
     hashes: dict[str, dict[str, tuple[str, bool]]] = {}
     kernel_bits = set()
     added: dict[str, int] = {}
+    raw: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for name in args.envs:
             env = environment(ENVIRONMENTS[name])
@@ -216,6 +217,7 @@ def main() -> int:
             prepare(folder)
             seconds = run_stages(folder, env, sets)
             hashes[name] = outputs(folder)
+            raw[name] = model_numbers(folder)
             report = json.loads((folder / "reports" / "augment_report.json").read_text())
             added[name] = report["rows_added"]
             line = (
@@ -235,6 +237,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     result, differing = table(args.envs, hashes)
+    result += "\n\n" + raw_differences(args.envs, raw)
     verdict = (
         f"{len(kernel_bits)} distinct fp32 kernel fingerprints across the environments "
         "(more than 1: the ISA setting changed the kernels' output bits)\n"
@@ -251,6 +254,40 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 1 if differing else 0
+
+
+def model_numbers(folder: Path) -> dict[str, dict[str, Any]]:
+    """The models' raw fp32 outputs the run computed (its embedding and NLL caches)."""
+    import numpy as np
+
+    found = {}
+    for name in ("embeddings", "fluency"):
+        path = folder / ".cache" / "sftops" / f"{name}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                found[name] = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+    return found
+
+
+def raw_differences(names: list[str], raw: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """How far each environment's raw model numbers are from the first one's: the outputs
+    above are identical although these differ (or because they do not)."""
+    import numpy as np
+
+    lines = [f"raw fp32 model outputs vs {names[0]} (same texts):"]
+    for name in names[1:]:
+        for kind, vectors in raw[names[0]].items():
+            other = raw[name].get(kind, {})
+            keys = sorted(set(vectors) & set(other))
+            if not keys:
+                continue
+            same = sum(vectors[k].tobytes() == other[k].tobytes() for k in keys)
+            most = max(float(np.abs(vectors[k].astype(np.float64) - other[k]).max()) for k in keys)
+            lines.append(
+                f"  {name:<10} {kind:<10} {len(keys):>4} texts, {same:>4} bit-identical, "
+                f"largest difference {most:.3g}"
+            )
+    return "\n".join(lines)
 
 
 def variables(overrides: dict[str, str]) -> str:
