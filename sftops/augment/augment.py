@@ -38,7 +38,9 @@ from sftops.augment.similarity import (
 from sftops.augment.synonym import (
     ChineseSynonyms,
     SynonymSource,
+    chinese_edit_problem,
     chinese_spans,
+    chinese_word_edits,
     eda_variants,
     english_spans,
 )
@@ -271,6 +273,15 @@ def judge(
         cheap_rejection(a, b, cfg.filter, m)
         for a, b, m in zip(originals, rewritten, methods, strict=True)
     ]
+    # Chinese synonym rewrites, word by word: checked without a model, then scored one
+    # replacement at a time (below).
+    edits = {
+        i: chinese_word_edits(originals[i], rewritten[i])
+        for i in range(n)
+        if early[i] is None and langs[i] == "zh" and methods[i] == "synonym"
+    }
+    for i, found in edits.items():
+        early[i] = chinese_edit_problem(found)
     todo = [i for i, reason in enumerate(early) if reason is None]
     before = [originals[i] for i in todo]
     after = [rewritten[i] for i in todo]
@@ -291,7 +302,19 @@ def judge(
         cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
         folder = str(cache_path or ".cache/sftops")
         score = _lazy(scorer, lambda: load_scorer(str(cfg.filter.fluency_model), folder))
-        delta = cache.embed(score, after)[:, 0] - cache.embed(score, before)[:, 0]
+        base = cache.embed(score, before)[:, 0]
+        delta = cache.embed(score, after)[:, 0] - base
+        # A Chinese rewrite is as fluent as its worst replacement: summed over the text, one
+        # replacement the LM likes much more (情感 -> 感情, -5 nats) hides a wrong one
+        # (收到 -> 吸收, +6), so each is scored alone in the original and the largest counts.
+        alone = [(k, e.variant) for k, i in enumerate(todo) for e in edits.get(i, ())]
+        if alone:
+            scores = cache.embed(score, [v for _, v in alone])[:, 0]
+            worst: dict[int, float] = {}
+            for (k, _), value in zip(alone, scores, strict=True):
+                worst[k] = max(worst.get(k, -np.inf), float(value - base[k]))
+            for k, value in worst.items():
+                delta[k] = value
         nll_increase[todo] = np.round(delta, 2)
         cache.save()
     reasons = [
