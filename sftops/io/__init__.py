@@ -32,6 +32,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)
+        # mkstemp makes it private (0600); the file gets the mode a plain open() would give it,
+        # so users sharing a cache folder ($SFTOPS_CACHE_DIR, umask 002) can read each other's
+        os.chmod(tmp, 0o666 & ~current_umask())
         yield Path(tmp)
         os.replace(tmp, target)
     except OSError as err:
@@ -45,6 +48,42 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     finally:
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only be read by setting
+    it, which races with other threads creating files).
+
+    >>> 0 <= current_umask() <= 0o777
+    True
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block: processes,
+    and clones of the project sharing a folder, that build the same thing take turns, so it
+    is built once and the others find it done. Released when the holder dies, too."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_out_of_space(err: BaseException) -> bool:
