@@ -21,7 +21,7 @@ def train(params: Params, root: Path) -> dict[str, Any]:
     return summary
 
 
-@task(name="gpu-request", cache_policy=NONE)
+@task(name="gpu-request", retries=1, retry_delay_seconds=5, cache_policy=NONE)
 def gpu_request(params_file: str, overrides: dict[str, Any]) -> str | None:
     """On a pool that requests GPUs per run (Kubernetes): None when this run's pod has the GPUs
     its ``train.num_processes`` needs, else the name of the run scheduled in its place with

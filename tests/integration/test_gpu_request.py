@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -176,7 +175,6 @@ def test_the_retrain_flows_gpu_request_task_reads_the_runs_params(
     """What the retrain flow calls first: params.yaml with the run's overrides decides."""
     from prefect import get_client
 
-    from flows.retrain import retrain
     from tasks.train import gpu_request
 
     params_file = str(ROOT / "params.yaml")
@@ -190,5 +188,43 @@ def test_the_retrain_flows_gpu_request_task_reads_the_runs_params(
         assert name is not None
         (again,) = [r for r in client.read_flow_runs() if r.name == name]
         assert again.job_variables == {"gpus": 4}
-    source = inspect.getsource(retrain.fn)
-    assert source.index("gpu_request(params_file, overrides)") < source.index("open_workspace(")
+
+
+def test_the_retrain_flow_in_a_one_gpu_pod_ends_cancelled_naming_its_successor(
+    k8s_deployment: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow itself, run as the UI's flow run of the deployment (what the pod executes):
+    it stops before making a workspace and the run scheduled in its place has 3 GPUs."""
+    import inspect
+
+    from prefect import get_client
+    from prefect.flow_engine import run_flow
+
+    import flows.retrain
+    from flows.retrain import retrain
+
+    def no_workspace(overrides: Any) -> None:
+        raise AssertionError("a run without its GPUs went on to make a workspace")
+
+    monkeypatch.setattr(flows.retrain, "open_workspace", no_workspace)
+    defaults = {
+        name: None if name != "params_file" else str(ROOT / "params.yaml")
+        for name in inspect.signature(retrain.fn).parameters
+    }
+    with get_client(sync_client=True) as client:
+        ui_run = client.create_flow_run_from_deployment(
+            k8s_deployment.id, parameters={"num_processes": 3}
+        )
+        state = run_flow(
+            retrain,
+            flow_run=client.read_flow_run(ui_run.id),
+            parameters={**defaults, "num_processes": 3},
+            return_type="state",
+        )
+        assert state.is_cancelled()
+        assert client.read_flow_run(ui_run.id).state.is_cancelled()
+        name = state.message.split()[2]  # "rescheduled as <name> with the GPUs it needs"
+        (again,) = [r for r in client.read_flow_runs() if r.name == name]
+    assert again.job_variables == {"gpus": 3}
+    assert again.parameters == {"num_processes": 3}
+    assert again.state.is_scheduled()
