@@ -43,7 +43,13 @@ sys.path.insert(0, str(ROOT))
 from bench.data_bench import generate_rows  # noqa: E402
 from sftops.augment.augment import augment_table  # noqa: E402
 from sftops.augment.wordnet import load_wordnet  # noqa: E402
-from sftops.config import AugmentParams, CleanParams, IngestParams, Params  # noqa: E402
+from sftops.config import (  # noqa: E402
+    AugmentParams,
+    CleanParams,
+    IngestParams,
+    Params,
+    cache_location,
+)
 from sftops.data.canonical import to_canonical  # noqa: E402
 from sftops.data.clean import clean_table  # noqa: E402
 from sftops.data.ingest import ingest_sources  # noqa: E402
@@ -165,7 +171,7 @@ def label_bench(path: Path) -> int:
     extra = (table["method"].tolist(), table["lang"].tolist())
     started = time.perf_counter()
     # Cached like the pipeline's stage (a rerun after a threshold change takes seconds).
-    cache = ROOT / ".cache" / "sftops" / "bench"
+    cache = ROOT / cache_location(".cache/sftops") / "bench"  # $SFTOPS_CACHE_DIR when set
     reasons, similarity, nll = judge(*args, *extra, cfg, cache)
     seconds = time.perf_counter() - started
     table["ours"] = [r is None for r in reasons]

@@ -46,7 +46,7 @@ from sftops.augment.synonym import (
 )
 from sftops.augment.tagger import TagCache, Token
 from sftops.augment.wordnet import load_wordnet
-from sftops.config import AugmentParams, Params
+from sftops.config import AugmentParams, Params, cache_location
 from sftops.io import read_table, write_json, write_table, write_text
 from sftops.rowkeys import content_hash, dedup_key, full_text
 from sftops.schemas import AugmentedRows
@@ -300,7 +300,7 @@ def judge(
     if todo and (cfg.filter.fluency_model or scorer is not None):
         name = getattr(scorer, "name", None) or fluency_name(str(cfg.filter.fluency_model))
         cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
-        folder = str(cache_path or ".cache/sftops")
+        folder = str(cache_path or cache_location(".cache/sftops"))
         score = _lazy(scorer, lambda: load_scorer(str(cfg.filter.fluency_model), folder))
         base = cache.embed(score, before)[:, 0]
         delta = cache.embed(score, after)[:, 0] - base
@@ -367,7 +367,7 @@ def augment_table(
 
     candidates: list[Candidate] = []
     if cfg.synonym.enabled and cfg.synonym.n_aug:
-        wordnet_dir = str(cache_path or ".cache/sftops")
+        wordnet_dir = str(cache_path or cache_location(".cache/sftops"))
         source = SynonymSource(
             lambda: load_wordnet(wordnet_dir),
             cache_path / "synonyms.json" if cache_path else None,
