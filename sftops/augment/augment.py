@@ -40,13 +40,15 @@ from sftops.augment.similarity import (
 from sftops.augment.synonym import (
     ChineseSynonyms,
     SynonymSource,
+    chinese_edit_problem,
     chinese_spans,
+    chinese_word_edits,
     eda_variants,
     english_spans,
 )
 from sftops.augment.tagger import TagCache, Token
 from sftops.augment.wordnet import load_wordnet
-from sftops.config import AugmentParams, Params
+from sftops.config import AugmentParams, Params, cache_location
 from sftops.io import read_table, write_json, write_table, write_text
 from sftops.rowkeys import content_hash, dedup_key, full_text
 from sftops.schemas import AugmentedRows
@@ -273,6 +275,15 @@ def judge(
         cheap_rejection(a, b, cfg.filter, m)
         for a, b, m in zip(originals, rewritten, methods, strict=True)
     ]
+    # Chinese synonym rewrites, word by word: checked without a model, then scored one
+    # replacement at a time (below).
+    edits = {
+        i: chinese_word_edits(originals[i], rewritten[i])
+        for i in range(n)
+        if early[i] is None and langs[i] == "zh" and methods[i] == "synonym"
+    }
+    for i, found in edits.items():
+        early[i] = chinese_edit_problem(found)
     todo = [i for i, reason in enumerate(early) if reason is None]
     before = [originals[i] for i in todo]
     after = [rewritten[i] for i in todo]
@@ -309,13 +320,11 @@ def judge(
     if todo and (cfg.filter.fluency_model or scorer is not None):
         name = getattr(scorer, "name", None) or fluency_name(str(cfg.filter.fluency_model))
         cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
-        folder = str(cache_path or ".cache/sftops")
+        folder = str(cache_path or cache_location(".cache/sftops"))
         model = str(cfg.filter.fluency_model)
         score = _lazy(scorer, lambda: load_scorer(model, folder))
-        before_nll = cache.embed(score, before)[:, 0].astype(np.float64)
-        after_nll = cache.embed(score, after)[:, 0].astype(np.float64)
+        delta, sums = nll_increases(score, cache, before, after, todo, edits)
         cache.save()
-        delta = after_nll - before_nll
         # The same for the NLL increase (summed over up to 192 tokens, so its fp32 error grows
         # with the sums), where only its side of the limit is used: recomputed in fp64 when it
         # is that close to the limit (widened by the rounding to 2 decimals).
@@ -323,7 +332,7 @@ def judge(
             k
             for k, i in enumerate(todo)
             if abs(delta[k] - fluency_limit(cfg.filter, langs[i], methods[i]))
-            < NLL_BAND + NLL_RELATIVE_BAND * (abs(after_nll[k]) + abs(before_nll[k])) + 0.01
+            < NLL_BAND + NLL_RELATIVE_BAND * sums[k] + 0.01
         ]
         exact_score = _exact(scorer, lambda: load_scorer(model, folder, exact=True))
         if shaky and exact_score is not None:
@@ -332,10 +341,14 @@ def judge(
                 cache_path / "fluency_fp64.npz" if cache_path else None,
                 fluency_name(model, exact=True),
             )
-            delta[shaky] = (
-                exact.embed(exact_score, [after[k] for k in shaky])[:, 0]
-                - exact.embed(exact_score, [before[k] for k in shaky])[:, 0]
-            )
+            delta[shaky] = nll_increases(
+                exact_score,
+                exact,
+                [before[k] for k in shaky],
+                [after[k] for k in shaky],
+                [todo[k] for k in shaky],
+                edits,
+            )[0]
             exact.save()
         nll_increase[todo] = np.round(delta, 2)
     reasons = [
@@ -352,6 +365,34 @@ def judge(
         for i in range(n)
     ]
     return reasons, similarity, nll_increase
+
+
+def nll_increases(
+    score: Callable[[Sequence[str]], np.ndarray],
+    cache: EmbeddingCache,
+    before: Sequence[str],
+    after: Sequence[str],
+    todo: Sequence[int],
+    edits: dict[int, Any],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's NLL increase and the size of the sums it is a difference of (its
+    rounding error grows with them). A Chinese rewrite is as fluent as its worst replacement:
+    summed over the text, one replacement the LM likes much more (情感 -> 感情, -5 nats) hides a
+    wrong one (收到 -> 吸收, +6), so each is scored alone in the original and the largest
+    counts."""
+    base = cache.embed(score, before)[:, 0].astype(np.float64)
+    whole = cache.embed(score, after)[:, 0].astype(np.float64)
+    delta, sums = whole - base, np.abs(whole) + np.abs(base)
+    alone = [(k, e.variant) for k, i in enumerate(todo) for e in edits.get(i, ())]
+    if alone:
+        scores = cache.embed(score, [v for _, v in alone])[:, 0].astype(np.float64)
+        worst: dict[int, float] = {}
+        for (k, _), value in zip(alone, scores, strict=True):
+            worst[k] = max(worst.get(k, -np.inf), float(value - base[k]))
+            sums[k] = max(sums[k], abs(value) + abs(base[k]))
+        for k, value in worst.items():
+            delta[k] = value
+    return delta, sums
 
 
 # Largest fp32 differences measured between this project's CPU environments (AVX-512 vs AVX2,
@@ -419,7 +460,7 @@ def augment_table(
 
     candidates: list[Candidate] = []
     if cfg.synonym.enabled and cfg.synonym.n_aug:
-        wordnet_dir = str(cache_path or ".cache/sftops")
+        wordnet_dir = str(cache_path or cache_location(".cache/sftops"))
         source = SynonymSource(
             lambda: load_wordnet(wordnet_dir),
             cache_path / "synonyms.json" if cache_path else None,

@@ -252,7 +252,7 @@ def fluency_limit(cfg: AugmentFilterParams, lang: str, method: str) -> float:
     >>> fluency_limit(AugmentFilterParams(), "en", "backtranslation:spa")
     2.0
     """
-    if lang == "zh":
+    if lang == "zh" and method == "synonym":  # the worst single replacement (augment.judge)
         return cfg.max_nll_increase_zh
     if method.startswith("backtranslation"):
         return cfg.max_nll_increase_backtranslation
