@@ -4,7 +4,9 @@ A wrong-sense synonym ("waited an hour for our nutrient", "Highly advocated") or
 round trip ("Classify the sentiment like positive") keeps most of the sentence embedding but
 costs the language model several nats; a good paraphrase costs little. The score of a text is
 its summed token NLL (the change is local, so the sum, not the mean, measures it), computed in
-fp32 on the CPU and rounded, so the decision is the same on every machine. Scores are cached by
+fp32 on the CPU; an increase that close to its limit that fp32's last bits could decide it is
+recomputed in fp64 (``exact``; see ``augment.judge``), so the decision is the same on every
+machine. Scores are cached by
 text hash like the embeddings.
 """
 
