@@ -26,9 +26,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
+    """Values and dtypes, and the bytes of the Parquet file the stage would write."""
+    from sftops.io import write_table
+
     digest = hashlib.sha256()
     digest.update(frame.to_json(orient="split", force_ascii=False).encode())
     digest.update(str(list(frame.dtypes.astype(str))).encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        write_table(frame, Path(tmp) / "table.parquet")
+        digest.update((Path(tmp) / "table.parquet").read_bytes())
     return digest.hexdigest()
 
 
@@ -38,7 +44,15 @@ def json_hash(value: Any) -> str:
     ).hexdigest()
 
 
-def stage_hashes(sources: list[Any]) -> dict[str, str]:
+def _placed(value: Any, folder: str | None) -> Any:
+    """``value`` with the paths of the checkout and of the temporary folder left out."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    text = text.replace(str(ROOT), "<root>").replace(folder or "<root>", "<tmp>")
+    return json.loads(text)
+
+
+def stage_hashes(sources: list[Any], folder: str | None = None) -> dict[str, str]:
+    """``folder``: a temporary folder the sources are in, left out of the hashes."""
     from sftops.config import IngestParams, Params
     from sftops.data.clean import clean_table
     from sftops.data.ingest import ingest_sources
@@ -49,8 +63,8 @@ def stage_hashes(sources: list[Any]) -> dict[str, str]:
     ingested = ingest_sources(IngestParams(sources=sources))
     out = {
         "ingest.table": frame_hash(ingested.table),
-        "ingest.quarantine": json_hash(ingested.quarantine),
-        "ingest.summary": json_hash(ingested.summary()),
+        "ingest.quarantine": json_hash(_placed(ingested.quarantine, folder)),
+        "ingest.summary": json_hash(_placed(ingested.summary(), folder)),
     }
     cleaned = clean_table(ingested.table, params.clean)
     out |= {
@@ -79,7 +93,7 @@ def all_hashes(sizes: list[int]) -> dict[str, dict[str, str]]:
         for size in sizes:
             path = Path(tmp) / f"synthetic_{size}.jsonl"
             write_jsonl(generate_rows(size, 0)[0], path)
-            result[f"synthetic_{size}"] = stage_hashes([SourceParams(path=str(path))])
+            result[f"synthetic_{size}"] = stage_hashes([SourceParams(path=str(path))], tmp)
     return result
 
 
