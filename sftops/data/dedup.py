@@ -11,9 +11,6 @@ from functools import cache
 from itertools import chain
 
 import numpy as np
-from scipy.integrate import quad
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 MINHASH_SEED = 1234
 FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
@@ -42,6 +39,10 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     >>> lsh_bands(0.8, 128)
     (16, 8)
     """
+
+    # Imported here: the clean workers load this module but never call this (scipy.integrate
+    # costs ~1.5 s to import, once per worker process).
+    from scipy.integrate import quad
 
     def false_positive(b: int, r: int) -> float:
         return quad(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold)[0]
@@ -131,6 +132,9 @@ def near_duplicate_representatives(
         sources.append(candidates[linked])
         targets.append(head[candidates[linked]])
     if sources:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         src, dst = np.concatenate(sources), np.concatenate(targets)
         graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
