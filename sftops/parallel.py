@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from itertools import repeat
@@ -39,32 +39,6 @@ def row_pool(n_rows: int) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
 
 
-def row_chunks(columns: dict[str, list[Any]]) -> list[dict[str, list[Any]]]:
-    """The columns cut into consecutive chunks of CHUNK_ROWS rows.
-
-    >>> [len(c["x"]) for c in row_chunks({"x": list(range(CHUNK_ROWS + 5))})]
-    [20000, 5]
-    """
-    n = len(next(iter(columns.values()), []))
-    return [
-        {k: v[start : start + CHUNK_ROWS] for k, v in columns.items()}
-        for start in range(0, n, CHUNK_ROWS)
-    ]
-
-
-def map_chunks(
-    pool: ProcessPoolExecutor | None,
-    fn: Callable[..., Any],
-    chunks: Iterable[dict[str, list[Any]]],
-    *args: Any,
-) -> list[Any]:
-    """``fn(chunk, *args)`` for each chunk, in order, in the pool's worker processes (here
-    when ``pool`` is None)."""
-    if pool is None:
-        return [fn(chunk, *args) for chunk in chunks]
-    return list(pool.map(fn, chunks, *(repeat(a) for a in args)))
-
-
 def map_row_chunks(
     pool: ProcessPoolExecutor | None,
     fn: Callable[..., Any],
@@ -78,4 +52,6 @@ def map_row_chunks(
         {k: v[start : start + CHUNK_ROWS] for k, v in columns.items()}
         for start in range(0, n, CHUNK_ROWS)
     )
-    return map_chunks(pool, fn, chunks, *args)
+    if pool is None:
+        return [fn(chunk, *args) for chunk in chunks]
+    return list(pool.map(fn, chunks, *(repeat(a) for a in args)))

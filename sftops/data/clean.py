@@ -38,7 +38,7 @@ from sftops.data.normalise import (
 )
 from sftops.data.pii import scrub_column, scrub_json_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
-from sftops.parallel import map_chunks, row_chunks, row_pool
+from sftops.parallel import map_row_chunks, row_pool
 from sftops.rowkeys import dedup_key, join_text
 from sftops.text import ascii_alnum_core, ascii_words, shingles, word_shingles
 
@@ -267,18 +267,6 @@ def _strings(values: Sequence[str | None] | np.ndarray) -> pd.arrays.ArrowString
     return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
 
 
-def _prepare_and_finish(
-    columns: dict[str, list[str]], cfg: CleanParams
-) -> tuple[_Prepared, _Finished | None]:
-    """``_prepare_rows``, then ``_finish_rows`` in the same worker when the fast path gave every
-    row its language (None: some rows wait for the detector, which runs in the parent)."""
-    prepared = _prepare_rows(columns, cfg)
-    if any(lang is None for lang in prepared.lang):
-        return prepared, None
-    chunk: dict[str, Any] = {**prepared.columns, "lang": prepared.lang, "row_id": columns["row_id"]}
-    return prepared, _finish_rows(chunk, cfg)
-
-
 def _concat(parts: Sequence[Any], attr: str, name: str | None = None) -> list[Any]:
     out: list[Any] = []
     for part in parts:
@@ -304,13 +292,7 @@ def _clean_rows(
             for _, found in found_in:
                 modified.update({f"pii_{kind}": count for kind, count in found.items()})
             df[name] = pd.Series(scrubbed, index=df.index, dtype=df[name].dtype)
-    row_ids = df["row_id"].tolist()
-    chunks = row_chunks({**{k: df[k].tolist() for k in HISTORY_FIELDS}, "row_id": row_ids})
-    done = map_chunks(pool, _prepare_and_finish, chunks, cfg)
-    del chunks
-    prepared = [part for part, _ in done]
-    early: list[_Finished | None] = [part for _, part in done]
-    del done  # the prepared parts go with `prepared` below
+    prepared = map_row_chunks(pool, _prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
     columns = {name: _concat(prepared, "columns", name) for name in HISTORY_FIELDS}
     modified["normalised"] = sum(p.normalised for p in prepared)
     for name in TEXT_FIELDS:
@@ -324,19 +306,10 @@ def _clean_rows(
         for i, lang in zip(pending, detector_languages(texts), strict=True):
             langs[i] = lang
 
-    # Chunks with rows the detector had to see are finished now that their languages are known
-    # (the same chunks, so the same results as finishing every chunk here).
-    todo = [j for j, part in enumerate(early) if part is None]
-    redone: list[_Finished] = []
-    if todo:
-        again = row_chunks({**columns, "lang": langs, "row_id": row_ids})
-        redone = map_chunks(pool, _finish_rows, [again[j] for j in todo], cfg)
-        del again
-    for j, part in zip(todo, redone, strict=True):
-        early[j] = part
-    finished = [part for part in early if part is not None]
-    assert len(finished) == len(early)
-    del early, redone
+    row_ids = df["row_id"].tolist()
+    finished = map_row_chunks(
+        pool, _finish_rows, {**columns, "lang": langs, "row_id": row_ids}, cfg
+    )
     offsets = np.cumsum([0] + [len(part.reason) for part in finished])
     for part, offset in zip(finished, offsets.tolist(), strict=False):
         for name, changes in part.simplified.items():
