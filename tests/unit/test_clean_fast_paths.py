@@ -1,4 +1,4 @@
-"""LSH band grouping: the 64-bit mix gives the grouping of the raw bytes, collisions included."""
+"""Fast paths of clean: LSH band grouping by a 64-bit mix; chunked work equals one chunk."""
 
 from __future__ import annotations
 
@@ -40,3 +40,27 @@ def test_signature_bands_of_real_size_group_like_the_bytes() -> None:
     block = rng.integers(0, 2**32, size=(5000, 8), dtype=np.uint32)
     block[rng.integers(0, 5000, 700)] = block[rng.integers(0, 5000, 700)]  # shared bands
     assert first_equal_row(block).tolist() == _by_bytes(block).tolist()
+
+
+def test_clean_in_chunks_equals_clean_in_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-chunk work (exact-dup keys seen within a chunk, signatures, rows left to the
+    detector) gives the result of the whole table cleaned as one chunk."""
+    import sftops.parallel as parallel
+    from sftops.config import CleanParams
+    from sftops.data.clean import clean_table
+    from tests.helpers import canonical_table
+
+    english = [
+        {"instruction": f"Explain why the {w} is important for the city.", "output": o}
+        for w in ("river", "bridge", "market", "river", "garden", "school", "bridge")
+        for o in ("It helps the people who live there every day.", "Because it is old.")
+    ]
+    french = [{"instruction": "Pourquoi le ciel est-il bleu ?", "output": "A cause de la lumière."}]
+    chinese = [{"instruction": "請解釋這個問題", "output": "這是一個簡單的答案。"}]
+    records = english[:6] + french + english[6:11] + chinese + english[11:] + french
+    table = canonical_table(records)
+    whole = clean_table(table, CleanParams())
+    monkeypatch.setattr(parallel, "CHUNK_ROWS", 4)  # chunks with and without detector rows
+    chunked = clean_table(table, CleanParams())
+    assert chunked.fingerprint() == whole.fingerprint()
+    assert set(whole.quarantine["reason"]) >= {"exact_duplicate", "language"}
