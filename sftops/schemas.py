@@ -110,15 +110,15 @@ class CanonicalRows(pa.DataFrameModel):
     tool_turns: Optional[Series[str]]  # noqa: UP045
 
     @pa.check("history")
-    def history_is_list_of_turn_pairs(cls, column: pd.Series) -> pd.Series:  # type: ignore[misc]
+    def history_is_list_of_turn_pairs(cls, column: pd.Series) -> pd.Series:
         return _empty_or(column, _is_history)
 
     @pa.check("tools")
-    def tools_is_list_of_definitions(cls, column: pd.Series) -> pd.Series:  # type: ignore[misc]
+    def tools_is_list_of_definitions(cls, column: pd.Series) -> pd.Series:
         return _empty_or(column, _is_tools)
 
     @pa.check("tool_turns")
-    def tool_turns_are_tool_messages(cls, column: pd.Series) -> pd.Series:  # type: ignore[misc]
+    def tool_turns_are_tool_messages(cls, column: pd.Series) -> pd.Series:
         return _empty_or(column, _is_tool_turns)
 
     @pa.dataframe_check
