@@ -257,7 +257,11 @@ def _reserved_cache(model: Any, capacity: int) -> Any | None:
     return cache
 
 
-def prefill_groups(lengths: Sequence[int], overhead: int = 64) -> list[list[int]]:
+PREFILL_CALL_TOKENS = 64
+"""The cost of one more forward call in the prompt pass, in padded tokens' worth of compute."""
+
+
+def prefill_groups(lengths: Sequence[int], overhead: int = PREFILL_CALL_TOKENS) -> list[list[int]]:
     """Rows grouped for the prompt pass: each group is padded only to its own longest prompt.
 
     Minimises padded tokens plus ``overhead`` tokens' worth per forward call (a dynamic
@@ -316,7 +320,7 @@ def _prefill(
     total = input_ids.shape[1]
     lengths = mask.sum(1).tolist()
     logits = None
-    for group in prefill_groups(lengths):
+    for group in prefill_groups(lengths, PREFILL_CALL_TOKENS):
         rows = torch.tensor(group, device=input_ids.device)
         width = max(int(lengths[i]) for i in group)
         part = DynamicCache(config=model.config)

@@ -68,6 +68,25 @@ def test_greedy_batches_match_one_at_a_time_generate(
     assert len(lengths) >= 3 and any(not g.hit_max_new_tokens for g in ours)
 
 
+def test_prompt_pass_row_by_row_keeps_one_at_a_time_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts of each length go through the prompt pass alone (the other extreme of the
+    grouping: the test above mixes groups and one-pass batches), their keys/values written into
+    one left-padded cache: same tokens as one-at-a-time `generate`."""
+    import sftops.modeling.generate as gen
+
+    model, tokenizer = _chatty(tiny_llama, tmp_path)
+    cfg = GenerationParams(max_new_tokens=MAX_NEW, batch_size=9)
+    reference, _ = one_at_a_time(model, tokenizer, PROMPTS, cfg)
+    monkeypatch.setattr(gen, "PREFILL_CALL_TOKENS", 0)
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    assert len(gen.prefill_groups(lengths, 0)) == len(set(lengths)) > 3
+    ours = generate(model, tokenizer, PROMPTS, cfg)
+    assert [g.text for g in ours] == [g.text for g in reference]
+    assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
+
+
 def test_vllm_engine_without_vllm_is_a_clear_error(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     try:
