@@ -4,9 +4,14 @@ of the assistant turn; greedy, beam search and sampling from params.
 Greedy decoding (the evaluation default) runs its own loop over the model's forward pass instead
 of ``model.generate``: a row that has emitted its end-of-turn token leaves the batch (its rows of
 the KV cache are dropped), and padding columns no remaining row needs are cut from the cache, so
-the compute per step follows the rows still generating. The logits are those of ``generate``
-(same forward, same position ids and attention mask), hence the same greedy tokens; beam search
-and sampling keep ``model.generate``. (transformers' continuous batching, ``generate_batch``,
+the compute per step follows the rows still generating. The prompt pass runs in groups of
+similar length (``prefill_groups``): padding a batch of 37- to 118-token prompts to 118 doubled
+the prompt tokens, and that pass cost more than the decoding after it. The cache reserves room
+for the new tokens, so a step writes one position instead of concatenating (copying) the whole
+cache. The logits are those of ``generate`` (same forward, same position ids, padding masked)
+up to the float rounding of differently shaped matrix products, as between batched and
+one-at-a-time ``generate``; the tests check that greedy tokens equal one-at-a-time decoding.
+Beam search and sampling keep ``model.generate``. (transformers' continuous batching, ``generate_batch``,
 gives the same tokens but took about a minute for 12 prompts of a tiny model on CPU: it is built
 for GPUs.)
 
