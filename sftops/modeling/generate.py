@@ -11,9 +11,9 @@ for the new tokens, so a step writes one position instead of concatenating (copy
 cache. The logits are those of ``generate`` (same forward, same position ids, padding masked)
 up to the float rounding of differently shaped matrix products, as between batched and
 one-at-a-time ``generate``; the tests check that greedy tokens equal one-at-a-time decoding.
-Beam search and sampling keep ``model.generate``. (transformers' continuous batching, ``generate_batch``,
-gives the same tokens but took about a minute for 12 prompts of a tiny model on CPU: it is built
-for GPUs.)
+Beam search and sampling keep ``model.generate``. (transformers' continuous batching,
+``generate_batch``, gives the same tokens but took about a minute for 12 prompts of a tiny model
+on CPU: it is built for GPUs.)
 
 Prompts are built with the same chat template as training (`formatting.generation_prompt`).
 """
@@ -196,22 +196,18 @@ def _reserved_layer_class() -> type:
             self._expose()
             return self.keys, self.values  # type: ignore[return-value]
 
-        def write_rows(
-            self,
-            rows: torch.Tensor,
-            shape: tuple[int, int],
-            keys: torch.Tensor,
-            values: torch.Tensor,
+        def write(
+            self, row: int, start: int, shape: tuple[int, int], keys: Any, values: Any
         ) -> None:
-            """Prefill: ``keys``/``values`` of some rows, right-aligned in ``total`` positions;
-            the room is zeros elsewhere (masked padding: zero keys/values add exactly 0).
-            ``shape``: (rows, positions) of the whole batch."""
+            """Prompt pass: one row's ``keys``/``values`` (heads, positions, dim) from column
+            ``start`` of a batch of ``shape`` (rows, positions). The room is zeros elsewhere:
+            masked padding whose zero values add exactly 0 to the attention."""
             batch, total = shape
             if self.key_room is None:
                 self.filled = total
-                self._reserve(keys, values, batch, max(total, self.capacity))
-            self.key_room[rows, :, total - keys.shape[-2] : total] = keys  # type: ignore[index]
-            self.value_room[rows, :, total - values.shape[-2] : total] = values  # type: ignore[index]
+                self._reserve(keys[None], values[None], batch, max(total, self.capacity))
+            self.key_room[row, :, start : start + keys.shape[-2]] = keys  # type: ignore[index]
+            self.value_room[row, :, start : start + values.shape[-2]] = values  # type: ignore[index]
             self._expose()
 
         def _reserve(
@@ -293,6 +289,22 @@ def prefill_groups(lengths: Sequence[int], overhead: int = PREFILL_CALL_TOKENS) 
     return groups[::-1]
 
 
+def shared_prefix(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all rows share, leaving each row at least one of its own (the
+    prompt pass needs each row's last position).
+
+    >>> shared_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6]])
+    3
+    >>> shared_prefix([[1, 2], [1, 2]])
+    1
+    """
+    first, count = rows[0], min(map(len, rows)) - 1
+    for k in range(count):
+        if any(r[k] != first[k] for r in rows):
+            return k
+    return count
+
+
 def _prefill(
     model: Any,
     input_ids: Any,
@@ -303,9 +315,11 @@ def _prefill(
 ) -> tuple[Any, Any]:
     """The prompt pass: last-position logits of every row, and the cache of the batch.
 
-    Rows go through in groups of similar length (``prefill_groups``), each padded to its own
-    longest prompt, and their keys/values are written into one left-padded cache; positions and
-    masks are those of the whole padded batch, cut to each group's width.
+    The tokens every prompt starts with (the chat template's system turn) go through once and
+    their keys/values are copied to every row; the rest of each prompt goes through in groups of
+    similar length (``prefill_groups``), each padded to its own longest, after the shared part.
+    Keys/values land in one left-padded cache, as a pass over the padded batch would leave them,
+    at the same positions.
     """
     from transformers import DynamicCache
 
@@ -322,27 +336,64 @@ def _prefill(
             **extra,
         )
         return out.logits[:, -1, :].float(), cache
-    total = input_ids.shape[1]
-    lengths = mask.sum(1).tolist()
+    device = input_ids.device
+    shape = (input_ids.shape[0], input_ids.shape[1])
+    total = shape[1]
+    lengths = [int(n) for n in mask.sum(1).tolist()]
+    shared = shared_prefix([input_ids[r, total - n :].tolist() for r, n in enumerate(lengths)])
+    if shared * (len(lengths) - 1) <= PREFILL_CALL_TOKENS:
+        shared = 0
+    prefix = None
+    if shared:
+        prefix = DynamicCache(config=model.config)
+        start = total - lengths[0]
+        model(
+            input_ids=input_ids[:1, start : start + shared],
+            attention_mask=mask.new_ones((1, shared)),
+            position_ids=torch.arange(shared, device=device)[None],
+            use_cache=True,
+            **{kw: prefix},
+            **extra,
+        )
+    rest = [n - shared for n in lengths]
     logits = None
-    for group in prefill_groups(lengths, PREFILL_CALL_TOKENS):
-        rows = torch.tensor(group, device=input_ids.device)
-        width = max(int(lengths[i]) for i in group)
+    for group in prefill_groups(rest, PREFILL_CALL_TOKENS):
+        rows = torch.tensor(group, device=device)
+        width = max(rest[i] for i in group)
+        own = torch.tensor([rest[i] for i in group], device=device)
+        part_mask = (torch.arange(width, device=device)[None] >= width - own[:, None]).to(
+            mask.dtype
+        )
+        part_positions = (shared + part_mask.long().cumsum(-1) - 1).masked_fill(part_mask == 0, 1)
         part = DynamicCache(config=model.config)
+        if prefix is not None:
+            for layer, done in zip(part.layers, prefix.layers, strict=True):
+                layer.lazy_initialization(done.keys, done.values)
+                layer.keys = done.keys.expand(len(group), -1, -1, -1)
+                layer.values = done.values.expand(len(group), -1, -1, -1)
+            part_mask = torch.cat([part_mask.new_ones((len(group), shared)), part_mask], dim=1)
         out = model(
             input_ids=input_ids[rows, total - width :],
-            attention_mask=mask[rows, total - width :],
-            position_ids=positions[rows, total - width :],
+            attention_mask=part_mask,
+            position_ids=part_positions,
             use_cache=True,
             **{kw: part},
             **extra,
         )
         last = out.logits[:, -1, :].float()
         if logits is None:
-            logits = last.new_empty((input_ids.shape[0], last.shape[-1]))
+            logits = last.new_empty((shape[0], last.shape[-1]))
         logits[rows] = last
-        for layer, filled in zip(cache.layers, part.layers, strict=True):
-            layer.write_rows(rows, tuple(input_ids.shape), filled.keys, filled.values)
+        for k, layer in enumerate(cache.layers):
+            filled = part.layers[k]
+            for i, row in enumerate(group):
+                own_keys = filled.keys[i, :, -rest[row] :]
+                layer.write(
+                    row, total - rest[row], shape, own_keys, filled.values[i, :, -rest[row] :]
+                )
+                if prefix is not None:
+                    done = prefix.layers[k]
+                    layer.write(row, total - lengths[row], shape, done.keys[0], done.values[0])
     return logits, cache
 
 
