@@ -144,14 +144,14 @@ def side_trl(args: argparse.Namespace) -> None:
 
 def sftops_params(args: argparse.Namespace, work: Path, overrides: dict[str, Any]) -> Any:
     """params.yaml's train section (the recipe the demo runs) plus the bench's overrides."""
-    from sftops.config import Params, load_params
+    from sftops.config import Params, cache_location, load_params
 
     base = load_params(ROOT / "params.yaml").to_dict()
     base["paths"].update(
         {
             "model_dir": str(work / "sftops" / "model"),
             "checkpoints_dir": str(work / "sftops" / "ck"),
-            "cache_dir": str(ROOT / ".cache" / "sftops"),
+            "cache_dir": str(ROOT / cache_location(".cache/sftops")),
         }
     )
     base["train"].update(
@@ -290,6 +290,7 @@ def run_side(side: str, args: argparse.Namespace, work: Path, env: dict[str, str
 
 def compare_with_trl(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT))
+    from sftops.config import cache_location
     from sftops.modeling.models import resolve_model_path
 
     if not (TRL_VENV / "bin" / "python").exists():
@@ -300,7 +301,8 @@ def compare_with_trl(args: argparse.Namespace) -> int:
     if args.isa == "avx2":
         env.update(ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args.model_path = str(resolve_model_path("smollm2-135m-instruct", ROOT / ".cache" / "sftops"))
+    cache = ROOT / cache_location(".cache/sftops")  # $SFTOPS_CACHE_DIR when set
+    args.model_path = str(resolve_model_path("smollm2-135m-instruct", cache))
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.states import Cancelled
 from pydantic import Field
 
 from flows.data_refresh import data_stages
@@ -12,7 +13,7 @@ from flows.promote import promote
 from sftops.config import load_params
 from tasks.evaluate import champion_comparison, evaluate
 from tasks.release import push_versions, register
-from tasks.train import train
+from tasks.train import gpu_request, train
 from tasks.workspace import close_workspace, open_workspace, record_experiment
 
 
@@ -32,6 +33,11 @@ def retrain(
     max_steps: int | None = Field(None, ge=1, description="train.max_steps."),
     base_model: str | None = Field(None, description="train.base_model (name or folder)."),
     use_augmented: bool | None = Field(None, description="train.use_augmented."),
+    num_processes: int | None = Field(
+        None,
+        ge=1,
+        description="train.num_processes (one per GPU; a Kubernetes run requests as many GPUs).",
+    ),
     overrides: dict[str, Any] | None = Field(
         None, description='Any other params.yaml value, e.g. {"clean.max_chars": 4000}.'
     ),
@@ -49,9 +55,14 @@ def retrain(
                 "train.max_steps": max_steps,
                 "train.base_model": base_model,
                 "train.use_augmented": use_augmented,
+                "train.num_processes": num_processes,
             }
         ),
     }
+    moved = gpu_request(params_file, overrides)
+    if moved:  # this pod has too few GPUs: the run goes on as `moved`, with them
+        # a returned state is the run's final state (only a deployment's run gets here)
+        return Cancelled(message=f"rescheduled as {moved} with the GPUs it needs")  # type: ignore[return-value]
     ws = open_workspace(overrides)
     try:
         params = load_params(ws.root / params_file, None if ws.isolated else overrides)

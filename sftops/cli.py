@@ -308,6 +308,9 @@ def serve_command(
         int,
         typer.Option(min=1, help="Concurrent requests generated as one batch (1: one at a time)."),
     ] = 32,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Refuse request bodies over this many bytes (413).")
+    ] = 4 * 1024 * 1024,
 ) -> None:
     """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
     the champion alias moves."""
@@ -318,7 +321,13 @@ def serve_command(
         loaded = _load(params, set_)
         source = _model_source(model, loaded)
         serve(
-            source, host, port, poll_seconds, params=loaded.evaluate.generation, max_batch=max_batch
+            source,
+            host,
+            port,
+            poll_seconds,
+            params=loaded.evaluate.generation,
+            max_batch=max_batch,
+            max_body_bytes=max_body_bytes,
         )
     except SftopsError as err:
         _fail(err)

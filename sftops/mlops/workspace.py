@@ -11,7 +11,8 @@ A workspace is
   (what `dvc exp run` would include), plus the run's overrides written into its params.yaml;
 - linked to the checkout's DVC cache and remotes, so outputs of unchanged stages are checked
   out from the cache in seconds and new outputs land where `dvc exp apply` finds them;
-- linked to the checkout's `.cache/` (base model, WordNet, embeddings): computed once per machine.
+- linked to the checkout's `.cache/` (base model, WordNet, embeddings): computed once per checkout,
+  or once per machine with `$SFTOPS_CACHE_DIR` (sftops.config.cache_location).
 
 The checkout itself is never written to by a run (only refs/exps, through git).
 """

@@ -9,6 +9,7 @@ and sharded again on load.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import random
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from sftops.errors import SftopsError
+from sftops.io import atomic_path
 
 STATE_FILE = "trainer_state.pt"
 
@@ -76,27 +78,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, target: Path, extra: dict[str, Any]) -> None:
-    """Write weights (safetensors), tokenizer and JSON metadata to a temp folder, then rename,
-    so a folder that exists is always complete."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    """Write weights (safetensors), tokenizer and JSON metadata to a temp folder, then rename
+    (:func:`sftops.io.atomic_path`), so a folder that exists is always complete. A full disk (or
+    another storage failure) is a one-line OutputWriteError naming ``target``; the previous
+    folder stays as it was."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*tmp"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a save that was killed
     unwrapped: Any = getattr(model, "module", model)
     unwrapped = getattr(unwrapped, "_orig_mod", unwrapped)
     if hasattr(unwrapped, "merge_and_unload") and extra.get("merge_lora", False):
         unwrapped = unwrapped.merge_and_unload()
     weights = extra.get("state_dict")  # gathered from FSDP shards; else the module's own
-    if weights is not None:
-        unwrapped.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
-    else:
-        unwrapped.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for name, data in extra.get("json", {}).items():
-        (tmp / name).write_text(json.dumps(data, indent=2, default=str))
-    for name, data in extra.get("torch", {}).items():
-        torch.save(data, tmp / name)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    with atomic_path(target, directory=True) as tmp:
+        if weights is not None:
+            unwrapped.save_pretrained(tmp, safe_serialization=True, state_dict=weights)
+        else:
+            unwrapped.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, data in extra.get("json", {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=2, default=str))
+        for name, data in extra.get("torch", {}).items():
+            # through a Python file, so a full disk surfaces as the OSError behind torch's error
+            with (tmp / name).open("wb") as handle:
+                torch.save(data, handle)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sftops.errors import SftopsError
+from sftops.io import file_lock
 
 if TYPE_CHECKING:
     import torch
@@ -81,11 +82,19 @@ def _one_line(exc: BaseException) -> str:
 def _atomic_folder(out_dir: Path, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmp)`` in a temporary sibling folder and rename it to ``out_dir`` when done.
 
-    A half-written folder never appears under ``out_dir``; if another process finished first,
-    its folder wins and ours is discarded.
+    A half-written folder never appears under ``out_dir``. Builders of the same folder (runs,
+    clones sharing ``$SFTOPS_CACHE_DIR``) take turns on a lock beside it: one builds, the others
+    wait and find its folder.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(out_dir.parent / f".{out_dir.name}.lock"):
+        if (out_dir / "config.json").is_file():
+            log.info("%s was materialised by another process meanwhile", out_dir)
+            return out_dir
+        return _build_folder(out_dir, build)
+
+
+def _build_folder(out_dir: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     umask = os.umask(0)
     os.umask(umask)

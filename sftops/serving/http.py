@@ -27,8 +27,10 @@ Errors are JSON, ``{"error": {"message", "type", "code"}}``, never an HTML page:
   alone fills the model's context (``prompt_tokens >= context_length``): the prompt is never
   silently truncated, since cutting a conversation changes what is being asked. A prompt that
   fits but leaves less room than ``max_tokens`` is answered with ``max_tokens`` clamped to the
-  room left (``finish_reason`` "length" if the answer hits it). A body over
-  :data:`MAX_BODY_BYTES` is also 413;
+  room left (``finish_reason`` "length" if the answer hits it). A body over the configured
+  limit (``sftops serve --max-body-bytes``, default :data:`DEFAULT_MAX_BODY_BYTES`) is 413
+  ``body_too_large``, refused from its ``Content-Length`` before any of it is read, or, sent
+  without one (chunked), as soon as the bytes read pass the limit;
 - anything unexpected -> 500 ``server_error`` with a JSON body (and a logged traceback).
 """
 
@@ -38,7 +40,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -53,8 +55,8 @@ from sftops.serving.reload import ModelServer
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
-"""Request bodies larger than this are refused with 413 before parsing."""
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Request bodies larger than this are refused with 413 before parsing, unless configured."""
 WORKER_THREADS = 256
 """Threads for blocking calls (a request waiting for its batch, a stream for its next piece).
 AnyIO's default of 40 would hold back the 41st concurrent client before it even joins a batch."""
@@ -109,12 +111,33 @@ class ChatCompletionRequest(BaseModel):
         return self.max_tokens if self.max_tokens is not None else self.max_completion_tokens
 
 
-def parse_chat_request(body: bytes) -> ChatCompletionRequest:
+def body_too_large(limit: int) -> RequestError:
+    return RequestError(f"request body over {limit} bytes", status=413, code="body_too_large")
+
+
+async def read_body(
+    chunks: AsyncIterable[bytes], limit: int, declared_length: str | None = None
+) -> bytes:
+    """The request body from ``chunks``, refused (413) as early as the size shows it is over
+    ``limit``: a ``Content-Length`` over it before anything is read, and a body without one
+    (chunked) at the first chunk that takes it past the limit, so at most ``limit`` bytes plus
+    one chunk are ever held. The rest is not read here (uvicorn discards it)."""
+    if declared_length and declared_length.isdigit() and int(declared_length) > limit:
+        raise body_too_large(limit)
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise body_too_large(limit)
+    return bytes(body)
+
+
+def parse_chat_request(
+    body: bytes, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> ChatCompletionRequest:
     """Validate a request body; every problem is a :class:`RequestError` (400 / 413)."""
-    if len(body) > MAX_BODY_BYTES:
-        raise RequestError(
-            f"request body over {MAX_BODY_BYTES} bytes", status=413, code="body_too_large"
-        )
+    if len(body) > max_body_bytes:
+        raise body_too_large(max_body_bytes)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -150,8 +173,11 @@ def _sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-def create_app(server: ModelServer) -> FastAPI:
-    """The FastAPI application over ``server`` (see the module docstring for the API)."""
+def create_app(server: ModelServer, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The FastAPI application over ``server`` (see the module docstring for the API); request
+    bodies over ``max_body_bytes`` are refused with 413."""
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, not {max_body_bytes}")
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -206,12 +232,10 @@ def create_app(server: ModelServer) -> FastAPI:
         limiter = anyio.to_thread.current_default_thread_limiter()  # one per event loop
         limiter.total_tokens = max(limiter.total_tokens, WORKER_THREADS)
         try:
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                raise RequestError(
-                    f"request body over {MAX_BODY_BYTES} bytes", status=413, code="body_too_large"
-                )
-            req = parse_chat_request(await request.body())
+            body = await read_body(
+                request.stream(), max_body_bytes, request.headers.get("content-length")
+            )
+            req = parse_chat_request(body, max_body_bytes)
             engine = server.engine  # this request stays on this engine even if a reload swaps
             params = req.generation_params(engine.params)
             messages = [{"role": m.role, "content": m.content} for m in req.messages]

@@ -14,7 +14,7 @@ import time
 
 from sftops.config import GenerationParams
 from sftops.errors import SftopsError
-from sftops.serving.http import create_app
+from sftops.serving.http import DEFAULT_MAX_BODY_BYTES, create_app
 from sftops.serving.reload import (
     DEFAULT_MAX_BATCH,
     DEFAULT_POLL_SECONDS,
@@ -52,14 +52,23 @@ class BackgroundServer:
     Binds ``host`` (default 127.0.0.1) and ``port`` (default 0: a free port, see ``port``).
     """
 
-    def __init__(self, model_server: ModelServer, host: str = DEFAULT_HOST, port: int = 0) -> None:
+    def __init__(
+        self,
+        model_server: ModelServer,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         import uvicorn
 
         self.model_server = model_server
         self.socket = bind_socket(host, port)
         self.host, self.port = self.socket.getsockname()[:2]
         config = uvicorn.Config(
-            create_app(model_server), log_level="warning", access_log=False, lifespan="off"
+            create_app(model_server, max_body_bytes),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
         self._uvicorn = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -103,12 +112,14 @@ def serve(
     params: GenerationParams | None = None,
     loader: EngineLoader | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
     """Load the model from ``source`` and serve it until interrupted (blocking).
 
     Binds ``host:port`` (127.0.0.1 by default: loopback only), polls the source's version
     every ``poll_seconds`` (<= 0: never) and swaps in a new version when it moves; up to
-    ``max_batch`` concurrent requests share one ``generate`` (1: one at a time).
+    ``max_batch`` concurrent requests share one ``generate`` (1: one at a time); request bodies
+    over ``max_body_bytes`` are refused with 413.
     """
     import uvicorn
 
@@ -135,7 +146,8 @@ def serve(
             host,
             sock.getsockname()[1],
         )
-        config = uvicorn.Config(create_app(model_server), log_level="info", lifespan="off")
+        app = create_app(model_server, max_body_bytes)
+        config = uvicorn.Config(app, log_level="info", lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         if model_server is not None:

@@ -109,6 +109,8 @@ class Stack:
             MLFLOW_TRACKING_URI=u.mlflow,
             SFTOPS_S3_ENDPOINT=u.s3,
             SFTOPS_DVC_CACHE=str(self.paths.dvc_cache),
+            # every run's fresh clone reuses the checkout's base model, WordNet, embeddings
+            SFTOPS_CACHE_DIR=self.env.get("SFTOPS_CACHE_DIR") or str(self.paths.root / ".cache"),
         )
         if self.prefect_client_auth:
             env["PREFECT_API_AUTH_STRING"] = self.prefect_client_auth

@@ -70,6 +70,18 @@ def test_compose_gpu_worker_reserves_nvidia_devices() -> None:
     assert "deploy" not in compose()["services"]["worker-cpu"]
 
 
+def test_compose_workers_share_the_model_cache_on_a_volume() -> None:
+    """Each flow run clones the project afresh: without a shared SFTOPS_CACHE_DIR every run
+    would dequantise the base model again."""
+    services = compose()["services"]
+    for name in ("worker-cpu", "worker-gpu"):
+        cache = env_of(services[name])["SFTOPS_CACHE_DIR"]
+        mounts = {v.split(":", 1)[1]: v.split(":", 1)[0] for v in services[name]["volumes"]}
+        assert mounts.get(cache) in compose()["volumes"], name
+    dockerfile = (INFRA / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    assert cache in dockerfile  # created in the image for its non-root user
+
+
 def test_compose_takes_every_secret_from_the_environment() -> None:
     for name, service in compose()["services"].items():
         for key, value in env_of(service).items():

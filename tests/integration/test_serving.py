@@ -7,11 +7,12 @@ import inspect
 import io
 import json
 import os
+import socket
 import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,97 @@ def test_oversized_body_is_413(client: httpx.Client) -> None:
     response = client.post("/v1/chat/completions", content=content)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_a_configured_body_limit_refuses_early_and_accepts_what_fits(
+    running: BackgroundServer,
+) -> None:
+    limit = 600
+    small = json.dumps({"messages": HELLO, "max_tokens": 2}).encode()
+    big = json.dumps({"messages": [{"role": "user", "content": "x" * limit}]}).encode()
+    assert len(small) <= limit < len(big)
+    sent: list[int] = []
+
+    def chunked(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+        """A body without Content-Length (chunked), far over the limit."""
+        for _ in range(0, total, size):
+            sent.append(size)
+            yield b" " * size
+
+    with (
+        BackgroundServer(running.model_server, max_body_bytes=limit) as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        accepted = http.post("/v1/chat/completions", content=small)
+        declared = http.post("/v1/chat/completions", content=big)
+        streamed = http.post("/v1/chat/completions", content=chunked(8 * 1024 * 1024))
+        after = http.post("/v1/chat/completions", content=small)  # the connection still serves
+        # the answer comes while the client is still sending: the body is not awaited whole
+        with socket.create_connection((server.host, server.port), timeout=10) as raw:
+            chunk = b"x" * (limit + 1)
+            raw.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\n"
+                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + f"{len(chunk):x}\r\n".encode()
+                + chunk
+                + b"\r\n"
+            )
+            early = b""  # no terminating chunk is sent: the request body stays unfinished
+            while b"}}" not in early and (piece := raw.recv(65536)):
+                early += piece
+    assert accepted.status_code == 200, accepted.text
+    assert after.status_code == 200, after.text
+    assert sum(sent) == 8 * 1024 * 1024  # httpx sends it all; the server stops reading it
+    for refused in (declared, streamed):
+        assert refused.status_code == 413, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "body_too_large"
+        assert error["message"] == f"request body over {limit} bytes"
+    assert "chunked" in streamed.request.headers.get("transfer-encoding", "")
+    assert early.startswith(b"HTTP/1.1 413 "), early[:200]
+    assert b"body_too_large" in early
+
+
+def test_reading_a_body_stops_at_the_chunk_that_passes_the_limit() -> None:
+    import asyncio
+
+    from sftops.serving.errors import RequestError
+    from sftops.serving.http import read_body
+
+    pulled: list[int] = []
+
+    async def endless(size: int) -> AsyncIterator[bytes]:
+        while True:
+            pulled.append(size)
+            yield b"x" * size
+
+    with pytest.raises(RequestError) as raised:
+        asyncio.run(read_body(endless(30), limit=100))
+    assert (raised.value.status, raised.value.code) == (413, "body_too_large")
+    assert pulled == [30] * 4  # 120 bytes > 100: nothing read after that chunk
+
+    pulled.clear()
+    with pytest.raises(RequestError):
+        asyncio.run(read_body(endless(30), limit=100, declared_length="101"))
+    assert pulled == []  # refused from Content-Length before any of the body is read
+
+    async def exactly(total: int) -> AsyncIterator[bytes]:
+        yield b"x" * (total // 2)
+        yield b"x" * (total - total // 2)
+
+    assert asyncio.run(read_body(exactly(100), limit=100, declared_length="100")) == b"x" * 100
+
+
+def test_the_default_body_limit_is_4_mib(model_dir: Path) -> None:
+    from sftops.cli import serve_command
+    from sftops.serving.http import DEFAULT_MAX_BODY_BYTES, create_app, parse_chat_request
+
+    assert DEFAULT_MAX_BODY_BYTES == 4 * 1024 * 1024
+    for function in (serve, BackgroundServer, create_app, parse_chat_request):
+        default = inspect.signature(function).parameters["max_body_bytes"].default
+        assert default == DEFAULT_MAX_BODY_BYTES, function
+    cli_default = inspect.signature(serve_command).parameters["max_body_bytes"].default
+    assert cli_default == DEFAULT_MAX_BODY_BYTES
 
 
 # --------------------------------------------------------------------------- reloading
@@ -683,4 +775,8 @@ def test_serve_command_passes_max_batch(
     assert calls[-1]["max_batch"] == 1
     assert runner.invoke(app, ["serve", "--model", str(model_dir)]).exit_code == 0
     assert calls[-1]["max_batch"] == DEFAULT_MAX_BATCH
+    body_limit = ["serve", "--model", str(model_dir), "--max-body-bytes", "1024"]
+    assert runner.invoke(app, body_limit).exit_code == 0
+    assert calls[-1]["max_body_bytes"] == 1024
+    assert runner.invoke(app, [*body_limit[:-1], "0"]).exit_code != 0
     assert runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "0"]).exit_code

@@ -219,3 +219,42 @@ def test_mask_round_trip_keeps_placeholders() -> None:
         "[EMAIL]" not in masked
         and unmask(masked, tokens) == "Mail [EMAIL] at https://x.org or `cmd`"
     )
+
+
+class PhraseCostScorer:
+    """Stand-in for the fluency LM on Chinese: each listed word in a text costs (or saves) nats."""
+
+    name = "phrase-cost"
+
+    def __init__(self, costs: dict[str, float]) -> None:
+        self.costs = costs
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        rows = [[sum(c * t.count(w) for w, c in self.costs.items())] for t in texts]
+        return np.array(rows, dtype=np.float32)
+
+
+def test_a_chinese_rewrite_is_judged_by_its_worst_replacement() -> None:
+    from sftops.augment.augment import judge
+
+    original = "判断下面评论的情感是正面还是负面。\n台灯收到时外壳就裂了，儿童免费。"
+    good = original.replace("情感", "感情")
+    # In the sum, 感情 (-6 nats) hides 吸收 (+5): -1 passes a limit of 0; alone, 吸收 does not.
+    mixed = good.replace("收到", "吸收")
+    name_like = original.replace("儿童", "童子")  # 童子 is a name (nr) in jieba's dictionary
+    cfg = params(
+        filter={"fluency_model": "phrase-cost", "max_nll_increase_zh": 0.0, "min_similarity": -1}
+    )
+    reasons, _, nll = judge(
+        [original] * 3,
+        [good, mixed, name_like],
+        ["synonym"] * 3,
+        ["zh"] * 3,
+        cfg,
+        None,
+        BagOfWordsEmbedder(),
+        PhraseCostScorer({"感情": -6.0, "吸收": 5.0}),
+    )
+    assert reasons[0] is None and nll[0] == -6.0
+    assert reasons[1] == "less_fluent" and nll[1] == 5.0
+    assert reasons[2] == "changed_word_class"

@@ -158,3 +158,14 @@ def test_run_logged_stops_a_command_that_runs_past_its_timeout(tmp_path: Path) -
         run_logged("slow", cmd, logs=tmp_path, cwd=tmp_path, env=os.environ, timeout=1)
     pid = int((tmp_path / "slow.log").read_text().split("pid ")[1].split()[0])
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_workers_runs_share_the_checkouts_model_cache(tmp_path: Path) -> None:
+    """Every run is a fresh clone: the worker gets SFTOPS_CACHE_DIR (the checkout's .cache, or
+    the one already configured), so the base model is not dequantised again per run."""
+    env = {"PATH": "/usr/bin:/bin"}
+    for given, wanted in ((None, str(tmp_path.resolve() / ".cache")), ("/srv/c", "/srv/c")):
+        extra = {"SFTOPS_CACHE_DIR": given} if given else {}
+        stack = Stack(tmp_path, tmp_path / "state", env={**env, **extra}, echo=lambda _: None)
+        stack.state.ports.update(prefect=1, mlflow=2, s3=3)  # as `up` chose them
+        assert stack.client_env()["SFTOPS_CACHE_DIR"] == wanted

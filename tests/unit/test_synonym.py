@@ -7,7 +7,9 @@ import pytest
 from sftops.augment.synonym import (
     ChineseSynonyms,
     SynonymSource,
+    chinese_edit_problem,
     chinese_spans,
+    chinese_word_edits,
     eda_variant,
     english_spans,
 )
@@ -144,3 +146,24 @@ def test_tag_cache_persists_and_skips_the_tagger(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("sftops.augment.tagger.tag_english", lambda texts: 1 / 0)
     again = TagCache(tmp_path / "tags.jsonl").tag(["A good book.", "一本好书。"], "en")
     assert again == first
+
+
+def test_chinese_replacement_of_another_word_class_or_a_name_is_refused() -> None:
+    keep = chinese_word_edits("成人门票20元，儿童免费。", "成人门票20元，孩子免费。")
+    assert [(e.word, e.replacement, e.tag) for e in keep] == [("儿童", "孩子", "n")]
+    assert chinese_edit_problem(keep) is None
+    # 童子 is a name (nr) in jieba's dictionary; 冲破 a verbal noun where 打破 is a verb.
+    name_like = chinese_word_edits("成人门票20元，儿童免费。", "成人门票20元，童子免费。")
+    assert chinese_edit_problem(name_like) == "changed_word_class"
+    verbal_noun = chinese_word_edits("刘洋打破亚洲跳高纪录。", "刘洋冲破亚洲跳高纪录。")
+    assert chinese_edit_problem(verbal_noun) == "changed_word_class"
+    # A word glued to a name suffix belongs to the name (小巷饺子馆 is a restaurant).
+    name = chinese_word_edits("终于去了小巷饺子馆。", "终于去了小街饺子馆。")
+    assert chinese_edit_problem(name) == "changed_name"
+
+
+def test_chinese_thesaurus_offers_only_synonyms_with_the_words_exact_tag(
+    chinese: ChineseSynonyms,
+) -> None:
+    assert "童子" not in chinese.synonyms("儿童", "n")  # nr: a name
+    assert "冲破" not in chinese.synonyms("打破", "v")  # vn
