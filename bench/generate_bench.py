@@ -103,6 +103,13 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)"
     )
+    parser.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time sftops on a bf16 copy of the model, for information (default: when "
+        "oneDNN has native bf16 on this CPU)",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results/generate_bench.json")
     args = parser.parse_args()
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
@@ -124,6 +131,7 @@ def main() -> int:
     from sftops.modeling.generate import generate, one_at_a_time
     from sftops.modeling.models import load_causal_lm, load_tokenizer, resolve_model_path
 
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
     if args.threads:
         torch.set_num_threads(args.threads)
     params = Params()
@@ -133,15 +141,34 @@ def main() -> int:
     prompts = test_prompts(tokenizer, args.prompts)
     cfg = GenerationParams(batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
 
+    load_before = os.getloadavg()
     generate(model, tokenizer, prompts[:2], cfg)  # warm-up
     generate(model, tokenizer, prompts[:2], cfg, compact=False)
+    cpu: dict[str, float] = {}  # process CPU seconds per side: less at the mercy of other jobs
+    cpu_started = time.process_time()
     singles, single_s = one_at_a_time(model, tokenizer, prompts, cfg)
-    started = time.perf_counter()
+    cpu["one_at_a_time"] = time.process_time() - cpu_started
+    started, cpu_started = time.perf_counter(), time.process_time()
     naive = generate(model, tokenizer, prompts, cfg, compact=False)
     naive_s = time.perf_counter() - started
-    started = time.perf_counter()
+    cpu["naive_batched"] = time.process_time() - cpu_started
+    started, cpu_started = time.perf_counter(), time.process_time()
     ours = generate(model, tokenizer, prompts, cfg)
     ours_s = time.perf_counter() - started
+    cpu["sftops"] = time.process_time() - cpu_started
+    bf16 = args.bf16
+    if bf16 is None:
+        bf16 = isa == "native" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    half: dict[str, Any] | None = None
+    if bf16:  # information only: bf16 logits need not pick fp32's greedy tokens
+        model = model.to(torch.bfloat16)
+        generate(model, tokenizer, prompts[:2], cfg)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        halves = generate(model, tokenizer, prompts, cfg)
+        half_s = time.perf_counter() - started
+        cpu["sftops_bf16"] = time.process_time() - cpu_started
+        half = {"gens": halves, "seconds": half_s}
+    load_after = os.getloadavg()
 
     def rate(gens: list[Any], seconds: float) -> float:
         return sum(g.new_tokens for g in gens) / seconds
@@ -151,8 +178,7 @@ def main() -> int:
 
     r_single, r_naive, r_ours = rate(singles, single_s), rate(naive, naive_s), rate(ours, ours_s)
     vs_single, vs_naive = r_ours / r_single, r_ours / r_naive
-    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "native")
-    results = {
+    results: dict[str, Any] = {
         "model": args.model,
         "cpu": cpu_model(),
         "isa": isa,
@@ -167,21 +193,49 @@ def main() -> int:
         "sftops_vs_one_at_a_time": vs_single,
         "sftops_vs_naive_batched": vs_naive,
         "sftops_same_as_naive": sum(a.text == b.text for a, b in zip(naive, ours, strict=True)),
+        "cpu_seconds": cpu,
+        "sftops_vs_one_at_a_time_cpu": (
+            cpu["one_at_a_time"] / cpu["sftops"] * r_ours * ours_s / (r_single * single_s)
+        ),
+        "load_average_1min": {"before": load_before[0], "after": load_after[0]},
     }
+    if half is not None:
+        results["sftops_bf16"] = {
+            "tok_s": rate(half["gens"], half["seconds"]),
+            "seconds": half["seconds"],
+            "same_as_single": same(half["gens"]),
+            "vs_one_at_a_time": rate(half["gens"], half["seconds"]) / r_single,
+        }
     print(
         f"generate bench: {args.model}, {len(prompts)} prompts, greedy, max_new_tokens "
         f"{args.max_new_tokens}, batch {args.batch_size}; {results['cpu']}, ISA {isa}, "
         f"{results['threads']} threads"
     )
-    for name, r, s, match in (
-        ("one at a time", r_single, single_s, len(prompts)),
-        ("naive batched", r_naive, naive_s, same(naive)),
-        ("sftops", r_ours, ours_s, same(ours)),
-    ):
-        print(
-            f"  {name:14s} {r:8.1f} new tok/s ({s:6.1f} s)  same as one-at-a-time "
-            f"{match}/{len(prompts)}"
+    sides = [
+        ("one at a time", r_single, single_s, len(prompts), cpu["one_at_a_time"]),
+        ("naive batched", r_naive, naive_s, same(naive), cpu["naive_batched"]),
+        ("sftops", r_ours, ours_s, same(ours), cpu["sftops"]),
+    ]
+    if half is not None:
+        bf = results["sftops_bf16"]
+        sides.append(
+            ("sftops bf16", bf["tok_s"], bf["seconds"], bf["same_as_single"], cpu["sftops_bf16"])
         )
+    for name, r, s, match, c in sides:
+        print(
+            f"  {name:14s} {r:8.1f} new tok/s ({s:6.1f} s, {c:6.1f} CPU s)  same as "
+            f"one-at-a-time {match}/{len(prompts)}"
+        )
+    print(
+        f"  load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (shared machine); "
+        f"sftops vs one at a time in CPU seconds per token "
+        f"{results['sftops_vs_one_at_a_time_cpu']:.2f}x"
+        + (
+            f"; bf16 (information) {results['sftops_bf16']['vs_one_at_a_time']:.2f}x"
+            if half is not None
+            else ""
+        )
+    )
     ok_single, ok_naive = vs_single >= TARGET_VS_SINGLE, vs_naive >= TARGET_VS_NAIVE
     print(
         f"  sftops vs one at a time {vs_single:.2f}x (target >= {TARGET_VS_SINGLE}x) "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,60 @@ def test_greedy_batches_match_one_at_a_time_generate(
     # the case the compaction is for: rows of a batch finishing at different steps
     lengths = {g.new_tokens for g in ours}
     assert len(lengths) >= 3 and any(not g.hit_max_new_tokens for g in ours)
+
+
+def test_prompt_pass_row_by_row_keeps_one_at_a_time_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts of each length go through the prompt pass alone (the other extreme of the
+    grouping: the test above mixes groups and one-pass batches), their keys/values written into
+    one left-padded cache: same tokens as one-at-a-time `generate`."""
+    import sftops.modeling.generate as gen
+
+    model, tokenizer = _chatty(tiny_llama, tmp_path)
+    cfg = GenerationParams(max_new_tokens=MAX_NEW, batch_size=9)
+    reference, _ = one_at_a_time(model, tokenizer, PROMPTS, cfg)
+    monkeypatch.setattr(gen, "PREFILL_CALL_TOKENS", 0)
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    assert len(gen.prefill_groups(lengths, 0)) == len(set(lengths)) > 3
+    ours = generate(model, tokenizer, PROMPTS, cfg)
+    assert [g.text for g in ours] == [g.text for g in reference]
+    assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
+
+
+@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2], ids=["llama", "gpt2"])
+def test_shared_prompt_start_goes_through_once_with_one_at_a_time_tokens(
+    build: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prompts that start alike (a system turn): the shared start goes through the model once,
+    its keys/values copied to every row; same tokens as one-at-a-time `generate`."""
+    import sftops.modeling.generate as gen
+
+    model, tokenizer = _chatty(build, tmp_path)
+    prompts = ["System: answer briefly and well. " + p for p in PROMPTS]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    # long enough to be worth its own forward call
+    assert gen.shared_prefix(ids) * (len(ids) - 1) > gen.PREFILL_CALL_TOKENS
+    calls: list[int] = []
+    forward = model.forward
+
+    @functools.wraps(forward)  # keeps the signature the decoding loop inspects
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counted)
+    cfg = GenerationParams(max_new_tokens=MAX_NEW, batch_size=9)
+    reference, _ = one_at_a_time(model, tokenizer, prompts, cfg)
+    calls.clear()
+    ours = generate(model, tokenizer, prompts, cfg)
+    assert [g.text for g in ours] == [g.text for g in reference]
+    assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
+    assert len({g.new_tokens for g in ours}) >= 3
+    lengths = [len(i) - gen.shared_prefix(ids) for i in ids]
+    # the shared start once, then the rest of the prompts in their groups, then the steps
+    prompt_calls = 1 + len(gen.prefill_groups(lengths))
+    assert len(calls) == prompt_calls + max(g.new_tokens for g in ours) - 1
 
 
 def test_vllm_engine_without_vllm_is_a_clear_error(tmp_path: Path) -> None:
