@@ -166,7 +166,7 @@ def _reserved_layer_class() -> type:
     """``ReservedLayer``, built on first use so that importing this module stays light."""
     from transformers.cache_utils import DynamicLayer
 
-    class ReservedLayer(DynamicLayer):  # type: ignore[misc]
+    class ReservedLayer(DynamicLayer):
         """A ``DynamicLayer`` that writes each step's keys/values into room reserved up front.
 
         ``DynamicLayer.update`` concatenates, copying the layer's whole cache every decoding
@@ -367,6 +367,8 @@ def _prefill(
         part_positions = (shared + part_mask.long().cumsum(-1) - 1).masked_fill(part_mask == 0, 1)
         part = DynamicCache(config=model.config)
         if prefix is not None:
+            layer: Any
+            done: Any
             for layer, done in zip(part.layers, prefix.layers, strict=True):
                 layer.lazy_initialization(done.keys, done.values)
                 layer.keys = done.keys.expand(len(group), -1, -1, -1)
@@ -385,7 +387,7 @@ def _prefill(
             logits = last.new_empty((shape[0], last.shape[-1]))
         logits[rows] = last
         for k, layer in enumerate(cache.layers):
-            filled = part.layers[k]
+            filled: Any = part.layers[k]
             for i, row in enumerate(group):
                 own_keys = filled.keys[i, :, -rest[row] :]
                 layer.write(
