@@ -118,7 +118,15 @@ def test_a_signal_landing_on_another_thread_still_stops_the_group_at_once(tmp_pa
         """
     )
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        # A Python started from a terminal handles Ctrl-C; one started by a background job
+        # (CI under nohup, `cmd &`) inherits SIGINT ignored and would sleep the full 60 s.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     pgid = int(wait_for(tmp_path / "pgid"))
     assert "KeyboardInterrupt" in run.stderr, run.stderr[-2000:]
     assert not _group_alive(pgid)
