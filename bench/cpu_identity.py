@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sftops.reporting import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["ingest", "clean", "validate", "split", "augment"]
 AVX2 = {
@@ -292,16 +294,6 @@ def raw_differences(names: list[str], raw: dict[str, dict[str, dict[str, Any]]])
 
 def variables(overrides: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in overrides.items())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

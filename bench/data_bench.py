@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from sftops.reporting import cpu_model
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = ROOT / "bench" / "results" / "data_bench.json"
 GIB = 1024**3
@@ -446,16 +448,6 @@ def run_child(source: Path, size: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------
 # Parent
 # ------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_measured(cmd: list[str], timeout: float) -> tuple[dict[str, Any], float]:

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sftops.reporting import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -56,18 +58,6 @@ def _matmul_in_subprocess(env: dict[str, str]) -> float:
         check=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def test_prompts(tokenizer: Any, n: int) -> list[str]:

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sftops.reporting import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 TRL_VENV = Path(os.environ.get("SFTOPS_TRL_VENV", str(ROOT / ".venv-trl")))
 TARGET_SPEEDUP = {"trl": 3.0, "trainer-gpt2-124m": 10.0, "trainer-qwen2-0.5b": 8.0}
@@ -340,7 +342,7 @@ def report_trl(
     ratio = results["sftops"]["tokens_per_s"] / results["trl"]["tokens_per_s"]
     better = results["sftops"]["heldout_loss"] < results["trl"]["heldout_loss"]
     summary = {
-        "cpu": _cpu_model(),
+        "cpu": f"{cpu_model()} x{os.cpu_count()}",
         "threads": args.threads or torch.get_num_threads(),
         "isa": args.isa,
         "parallel": args.parallel,
@@ -370,16 +372,6 @@ def report_trl(
     write_json(out, summary)
     print(f"  results: {out.relative_to(ROOT)}")
     return 0 if ratio >= TARGET_SPEEDUP["trl"] and better else 1
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
-    except OSError:
-        pass
-    return f"unknown x{os.cpu_count()}"
 
 
 # ------------------------------------------------------------------------------ GPU: vs Trainer
@@ -615,7 +607,9 @@ def compare_with_trainer(args: argparse.Namespace) -> int:
     key = f"trainer-{args.model}"
     speedup = results["sftops"]["tokens_per_s"] / results["trainer"]["tokens_per_s"]
     summary = {
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else _cpu_model(),
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{cpu_model()} x{os.cpu_count()}",
         "model": args.model,
         "parameters": n_params,
         "peak_flops": peak,

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sftops.errors import SftopsError
@@ -281,3 +282,16 @@ def metrics_table(metrics: dict[str, Any]) -> Any:
             ),
         )
     return table
+
+
+def cpu_model() -> str:
+    """The CPU's model name, for the machine line of a bench result."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"

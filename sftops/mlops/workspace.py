@@ -25,12 +25,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sftops.errors import SftopsError
+from sftops.io import file_lock
 from sftops.mlops.versioning import dvc_command, git, git_commit, is_dvc_project
 
 log = logging.getLogger("sftops.mlops.workspace")
@@ -173,20 +173,10 @@ def save_experiment(ws: Workspace) -> str:
     return git("rev-parse", ref, cwd=ws.project).decode().strip()
 
 
-@contextlib.contextmanager
-def _experiment_lock(project: Path) -> Iterator[None]:
+def _experiment_lock(project: Path) -> contextlib.AbstractContextManager[None]:
     """One `dvc exp save` at a time per project, across processes (released when the process
     dies, so a killed run cannot leave it held)."""
-    import fcntl
-
-    path = project / RUNS_DIR.parent / "exp-save.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(project / RUNS_DIR.parent / "exp-save.lock")
 
 
 def _stages_with_outputs(root: Path) -> list[str]:
