@@ -17,15 +17,13 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from sftops.errors import SftopsError
-from sftops.io import file_lock
+from sftops.io import atomic_path, file_lock
 
 if TYPE_CHECKING:
     import torch
@@ -91,26 +89,9 @@ def _atomic_folder(out_dir: Path, build: Callable[[Path], None]) -> Path:
         if (out_dir / "config.json").is_file():
             log.info("%s was materialised by another process meanwhile", out_dir)
             return out_dir
-        return _build_folder(out_dir, build)
-
-
-def _build_folder(out_dir: Path, build: Callable[[Path], None]) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the cache is an ordinary folder
-    try:
-        build(tmp)
-        try:
-            tmp.rename(out_dir)
-        except OSError:
-            if not (out_dir / "config.json").is_file():
-                raise
-            log.info("%s was materialised concurrently; keeping that copy", out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+        with atomic_path(out_dir, directory=True) as tmp:
+            build(tmp)
+        return out_dir
 
 
 def materialise_gguf(folder: str | Path, filename: str, out_dir: str | Path) -> Path:
