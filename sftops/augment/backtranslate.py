@@ -136,7 +136,10 @@ class Seq2SeqTranslator:
 
         tokenizer, model = self._load(direction)
         lines, counts = _lines_out(texts)
-        order = sorted(range(len(lines)), key=lambda i: len(lines[i]))  # less padding
+        # Blank lines stay blank and never reach the model: a batch of them encodes to zero
+        # tokens with tokenizers that add no end-of-sequence token, which generate() rejects.
+        nonblank = [i for i, line in enumerate(lines) if line.strip()]
+        order = sorted(nonblank, key=lambda i: len(lines[i]))  # less padding
         out: list[str] = [""] * len(lines)
         for start in range(0, len(order), self.batch_size):
             batch = [lines[i] for i in order[start : start + self.batch_size]]
@@ -149,7 +152,7 @@ class Seq2SeqTranslator:
                 )
             decoded = tokenizer.batch_decode(generated, skip_special_tokens=True)
             for index, text in zip(order[start : start + self.batch_size], decoded, strict=True):
-                out[index] = text.strip() if lines[index].strip() else ""
+                out[index] = text.strip()
         return _lines_in(out, counts)
 
 
