@@ -348,12 +348,12 @@ class TrainParams(Section):
     grad_accum: int = Field(2, ge=1, description="Micro-batches per optimizer step.")
     epochs: float = Field(1.0, gt=0, description="Passes over the training data.")
     max_steps: int | None = Field(
-        24,
+        8,
         ge=1,
-        description="Stop after this many optimizer steps (the default fits ~8 minutes on 2 CPU "
-        "cores with the 135M model); null trains for `epochs`.",
+        description="Stop after this many optimizer steps (the default keeps the demo's training "
+        "to a few minutes on 2 CPU cores with the 135M model); null trains for `epochs`.",
     )
-    lr: float = Field(1e-4, gt=0, description="Peak learning rate.")
+    lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Warmup share of the steps.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW decay (not on norms/biases).")
@@ -400,8 +400,8 @@ class TrainParams(Section):
 
 class GenerationParams(Section):
     strategy: Literal["greedy", "beam", "sample"] = Field("greedy", description="Decoding.")
-    max_new_tokens: int = Field(128, ge=1, description="Cap on new tokens per answer.")
-    batch_size: int = Field(16, ge=1, description="Prompts per generate call.")
+    max_new_tokens: int = Field(64, ge=1, description="Cap on new tokens per answer.")
+    batch_size: int = Field(32, ge=1, description="Prompts per generate call.")
     num_beams: int = Field(4, ge=1, description="strategy=beam: beams.")
     length_penalty: float = Field(1.0, description="strategy=beam: >1 favours longer answers.")
     early_stopping: bool = Field(True, description="strategy=beam: stop when beams are done.")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sftops.config import Params
 from tests.helpers import tiny_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -230,7 +231,7 @@ def test_overlapping_runs_are_isolated_recorded_and_an_identical_rerun_is_cheap(
         e["name"]: e["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]["lr"]
         for e in baseline["experiments"]
     }
-    assert sorted(experiments.values()) == [0.0001, LR], experiments
+    assert sorted(experiments.values()) == sorted([Params().train.lr, LR]), experiments
 
     # Each run is an MLflow run carrying its experiment name and its learning rate.
     client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
