@@ -81,6 +81,8 @@ def word_shingles(words: list[str], n: int = 2) -> set[str]:
     """
     if len(words) <= n:
         return {" ".join(words)} if words else set()
+    if n == 2:  # the default, spelled out: ~2x faster than the general zip of n slices
+        return set(map(" ".join, zip(words, words[1:], strict=False)))
     return set(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))
 
 

@@ -145,7 +145,7 @@ def normalise_texts(
 
 def _byte_class(chars: bytes) -> np.ndarray:
     """A 256-entry lookup table: 1 for the bytes in ``chars``, else 0."""
-    table = np.zeros(256, dtype=np.int64)
+    table = np.zeros(256, dtype=np.int32)
     table[np.frombuffer(chars, dtype=np.uint8)] = 1
     return table
 
@@ -162,7 +162,7 @@ def _per_text_counts(column: pa.StringArray, table: np.ndarray) -> np.ndarray:
     offsets = offsets[column.offset : column.offset + len(column) + 1]
     data = column.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-    totals = np.zeros(raw.size + 1, dtype=np.int64)
+    totals = np.zeros(raw.size + 1, dtype=np.int32)  # int32 offsets: the sums fit
     np.cumsum(table[raw], out=totals[1:])
     return totals[offsets[1:]] - totals[offsets[:-1]]
 
