@@ -203,8 +203,8 @@ def repetition_ratio(text: str, n: int = 3) -> float:
 def _repetition(tokens: list[str], n: int = 3) -> float:
     if len(tokens) < n + 3:  # too short to call repetitive
         return 0.0
-    grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
-    return 1 - len(set(grams)) / len(grams)
+    grams = zip(*(tokens[i:] for i in range(n)), strict=False)
+    return 1 - len(set(grams)) / (len(tokens) - n + 1)  # len(tokens) - n + 1 n-grams
 
 
 def _key_of_core(core: bytes) -> str:
