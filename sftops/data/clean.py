@@ -38,7 +38,7 @@ from sftops.data.normalise import (
 )
 from sftops.data.pii import scrub_column, scrub_json_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
-from sftops.parallel import map_row_chunks, row_pool
+from sftops.parallel import gc_paused, map_row_chunks, row_pool
 from sftops.rowkeys import dedup_key, history_texts
 from sftops.text import ascii_alnum_core, ascii_words, shingles, word_shingles
 
@@ -303,7 +303,7 @@ def _apply_changes(
 def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
     """Tables in, tables out: kept rows (with ``cluster_id``), quarantined rows with reasons."""
     df = df.reset_index(drop=True).copy()
-    with row_pool(len(df)) as pool:
+    with row_pool(len(df)) as pool, gc_paused():
         return _clean_rows(df, cfg, pool)
 
 
