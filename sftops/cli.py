@@ -105,10 +105,13 @@ def train_command(
     """Fine-tune the base model on the (augmented) train split; checkpoints are resumable."""
     _setup_logging()
     try:
+        from sftops.mlops.checkpoints import mirrored_checkpoints
         from sftops.modeling.train import run_train
         from sftops.reporting import TrainSummary, view
 
-        summary = view(TrainSummary, "train", run_train(_load(params, set_), resume=resume))
+        loaded = _load(params, set_)
+        with mirrored_checkpoints(loaded) as resumable:
+            summary = view(TrainSummary, "train", run_train(loaded, resume=resume or resumable))
     except SftopsError as err:
         _fail(err)
         return
