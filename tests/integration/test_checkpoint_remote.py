@@ -138,3 +138,68 @@ def test_an_unreachable_remote_is_one_line_and_training_does_not_start(tmp_path:
     assert completed.returncode != 0
     assert "checkpoints.remote 'nowhere'" in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_the_mirror_pushes_and_pulls_through_an_s3_remote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The team stack's remote kind: DVC's S3 filesystem against a moto server."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from sftops.mlops.checkpoints import RemoteCheckpoints, open_remote
+    from sftops.modeling.checkpoint import STATE_FILE
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="ckpt")
+        project = tmp_path / "project"
+        project.mkdir()
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+        dvc(project, "init", "-q")
+        dvc(project, "remote", "add", "store", "s3://ckpt/dvc")
+        dvc(project, "remote", "modify", "--local", "store", "endpointurl", endpoint)
+
+        here = tmp_path / "here" / "step-000004"
+        here.mkdir(parents=True)
+        (here / "model.safetensors").write_bytes(os.urandom(3 << 20))  # a multipart upload
+        (here / STATE_FILE).write_bytes(b"state")
+        fs, path = open_remote(project, "store")
+        mirror = RemoteCheckpoints(fs, path, "k" * 32, "store")
+        mirror.push(here)
+        keys = {
+            obj["Key"]
+            for obj in boto3.client("s3", endpoint_url=endpoint)
+            .list_objects_v2(Bucket="ckpt")
+            .get("Contents", [])
+        }
+        prefix = f"dvc/sftops-checkpoints/{'k' * 32}"
+        assert keys == {
+            f"{prefix}/latest.json",
+            f"{prefix}/step-000004/checkpoint/model.safetensors",
+            f"{prefix}/step-000004/checkpoint/{STATE_FILE}",
+        }
+        there = tmp_path / "there"
+        there.mkdir()
+        restored = mirror.pull(there)
+        assert restored is not None
+        assert (restored / "model.safetensors").read_bytes() == (
+            here / "model.safetensors"
+        ).read_bytes()
+        mirror.clear()
+        assert mirror.latest() is None
+    finally:
+        server.stop()
