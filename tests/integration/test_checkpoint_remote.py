@@ -43,8 +43,7 @@ def machine(project: Path, splits: Path, remote: Path, where: Path) -> Path:
 
 
 def train(repo: Path, **popen: object) -> subprocess.Popen[str]:
-    # COLUMNS: rich wraps log lines at the terminal's width, paths included
-    env = {**stage_env(repo), "SFTOPS_CHECKPOINT_REMOTE": "default", "COLUMNS": "1000"}
+    env = {**stage_env(repo), "SFTOPS_CHECKPOINT_REMOTE": "default"}
     return subprocess.Popen(  # type: ignore[call-overload]
         [str(Path(sys.executable).parent / "sftops"), "train"],
         cwd=repo,

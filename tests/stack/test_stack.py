@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -221,6 +222,13 @@ def test_retrain_deployment_runs_through_the_worker(
         path for path, md5 in outs.items() if f"dvc/files/md5/{md5[:2]}/{md5[2:]}" not in dvc_keys
     ]
     assert not missing, f"not in the S3 remote: {missing}"
+
+    # The train stage mirrored its checkpoints to the S3 remote while it ran (the deployments
+    # set SFTOPS_CHECKPOINT_REMOTE) and removed them when it completed.
+    worker_log = (stack.paths.logs / "worker.log").read_text(errors="replace")
+    assert re.search(r"checkpoint step-\d+ pushed in", worker_log), worker_log[-3000:]
+    assert "removed from default (s3://" in worker_log, worker_log[-3000:]
+    assert not [key for key in dvc_keys if "sftops-checkpoints/" in key]
 
     # ... and a fresh clone restores exactly those hashes from it.
     fresh = stack_project["repo"].parent / "fresh"
