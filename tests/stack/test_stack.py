@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -235,7 +236,7 @@ def test_retrain_deployment_runs_through_the_worker(
     subprocess.run(["git", "clone", "-q", str(stack_project["repo"]), str(fresh)], check=True)
     (fresh / "dvc.lock").write_text(lock_text, encoding="utf-8")
     env = stack.client_env()
-    dvc = [str(Path(os.sys.executable).parent / "dvc")]
+    dvc = [str(Path(sys.executable).parent / "dvc")]
     for cmd in (
         ["remote", "modify", "--local", "objectstore", "endpointurl", stack.urls.s3],
         ["pull", "-r", "objectstore"],
