@@ -66,11 +66,11 @@ def open_remote(root: str | Path, remote: str) -> tuple[Any, str]:
     """The filesystem and base path of a DVC remote of the project at ``root``."""
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
-        try:
+    try:
+        with Repo(str(root)) as repo:
             found = repo.cloud.get_remote(None if remote == "default" else remote)
-        except Exception as err:  # DVC's NoRemoteError / RemoteNotFoundError / config errors
-            raise SftopsError(f"checkpoints.remote {remote!r}: {err}") from err
+    except Exception as err:  # not a DVC project, no such remote, a config error
+        raise SftopsError(f"checkpoints.remote {remote!r}: {err}") from err
     return found.fs, found.path
 
 

@@ -133,3 +133,11 @@ def test_the_manifest_lists_sizes_and_md5s(tmp_path: Path, mirror: RemoteCheckpo
         "size": 3,
         "md5": "900150983cd24fb0d6963f7d28e17f72",  # md5("abc")
     }
+
+
+def test_a_mirror_outside_a_dvc_project_is_a_one_line_error(tmp_path: Path) -> None:
+    from sftops.mlops.checkpoints import open_remote
+
+    with pytest.raises(SftopsError, match=r"checkpoints\.remote 'default': ") as raised:
+        open_remote(tmp_path, "default")
+    assert "\n" not in str(raised.value)
