@@ -184,7 +184,10 @@ def create_app(server: ModelServer, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     app = FastAPI(title="sftops chat server", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error_response(err: RequestError) -> JSONResponse:
-        return JSONResponse(err.payload(), status_code=err.status)
+        # an over-long body is not read to its end: the connection cannot serve another request
+        # (the server would first have to read and discard the rest), so it is closed
+        close = {"Connection": "close"} if err.code == "body_too_large" else None
+        return JSONResponse(err.payload(), status_code=err.status, headers=close)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
