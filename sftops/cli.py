@@ -36,12 +36,20 @@ SetOption = Annotated[
 
 
 def _setup_logging() -> None:
-    from rich.logging import RichHandler
+    if log.handlers:
+        return
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    if not log.handlers:
         handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+    else:  # a pipe or a file (DVC stages, workers, CI): one line per record, never wrapped
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -105,10 +113,13 @@ def train_command(
     """Fine-tune the base model on the (augmented) train split; checkpoints are resumable."""
     _setup_logging()
     try:
+        from sftops.mlops.checkpoints import mirrored_checkpoints
         from sftops.modeling.train import run_train
         from sftops.reporting import TrainSummary, view
 
-        summary = view(TrainSummary, "train", run_train(_load(params, set_), resume=resume))
+        loaded = _load(params, set_)
+        with mirrored_checkpoints(loaded) as resumable:
+            summary = view(TrainSummary, "train", run_train(loaded, resume=resume or resumable))
     except SftopsError as err:
         _fail(err)
         return

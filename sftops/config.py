@@ -465,6 +465,18 @@ class RegisterParams(Section):
     )
 
 
+class CheckpointsParams(Section):
+    """Where training checkpoints go besides ``paths.checkpoints_dir``. Not a train-stage param:
+    turning the mirror on or off does not change what training computes, so it reruns nothing."""
+
+    remote: str | None = Field(
+        None,
+        description="DVC remote to mirror training checkpoints to as they are written, so a "
+        "train stage retried on another machine resumes from the last one ('default': the "
+        "project's default remote). null: $SFTOPS_CHECKPOINT_REMOTE when set, else local only.",
+    )
+
+
 class GateConfig(BaseModel):
     """Promotion rules, read by the pure gate ``sftops.mlops.promotion.should_promote``."""
 
@@ -543,6 +555,7 @@ class Params(Section):
         default_factory=RegisterParams, alias="register", description="MLflow registry."
     )
     promote: PromoteParams = Field(default_factory=PromoteParams)
+    checkpoints: CheckpointsParams = Field(default_factory=CheckpointsParams)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 #: What "a Chinese character" means everywhere in the package (a regex character-class body):
 #: CJK Unified Ideographs, extension A and the compatibility ideographs.
@@ -81,6 +82,8 @@ def word_shingles(words: list[str], n: int = 2) -> set[str]:
     """
     if len(words) <= n:
         return {" ".join(words)} if words else set()
+    if n == 2:  # the default, spelled out: faster than the general zip of n slices
+        return set(map(" ".join, pairwise(words)))
     return set(map(" ".join, zip(*(words[i:] for i in range(n)), strict=False)))
 
 

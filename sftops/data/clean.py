@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +38,8 @@ from sftops.data.normalise import (
 )
 from sftops.data.pii import scrub_column, scrub_json_column, scrub_many
 from sftops.io import read_table, write_json, write_jsonl, write_table, write_text
-from sftops.parallel import map_row_chunks, row_pool
-from sftops.rowkeys import dedup_key, join_text
+from sftops.parallel import gc_paused, map_row_chunks, row_pool
+from sftops.rowkeys import dedup_key, history_texts
 from sftops.text import ascii_alnum_core, ascii_words, shingles, word_shingles
 
 TEXT_FIELDS = ("system", "instruction", "input", "output")
@@ -53,17 +53,20 @@ def _map_history(history: str, edit: Any) -> str:
 
 
 def _full_texts(columns: dict[str, list[str]]) -> list[str]:
-    return [
-        join_text(*row)
-        for row in zip(
-            columns["system"],
-            columns["history"],
-            columns["instruction"],
-            columns["input"],
-            columns["output"],
-            strict=True,
-        )
-    ]
+    """``rowkeys.join_text`` of each row, with ``filter(None, ...)`` skipping the empty parts
+    at C speed (this runs twice per row)."""
+    out = []
+    for system, history, instruction, input_, output in zip(
+        columns["system"],
+        columns["history"],
+        columns["instruction"],
+        columns["input"],
+        columns["output"],
+        strict=True,
+    ):
+        turns = " ".join(history_texts(history)) if history != "[]" else ""
+        out.append(" ".join(filter(None, (system, turns, instruction, input_, output))))
+    return out
 
 
 @dataclass
@@ -122,10 +125,17 @@ HISTORY_FIELDS = (*TEXT_FIELDS, "history")
 class _Prepared:
     """A chunk after normalisation and PII scrubbing, with the fast-path language."""
 
-    columns: dict[str, list[str]]  # HISTORY_FIELDS
+    # Per field (HISTORY_FIELDS): (row in chunk, new text) of the few texts that changed; the
+    # unchanged ones (nearly all) do not travel back from the worker.
+    changed: dict[str, list[tuple[int, str]]]
     lang: list[str | None]  # None: for the language detector
     normalised: int
     pii: dict[str, Counter[str]]  # per field, kinds in order of first occurrence
+
+
+def _changes(before: list[str], after: list[str]) -> list[tuple[int, str]]:
+    """(position, new text) where ``after`` differs from ``before``."""
+    return [(i, a) for i, (a, b) in enumerate(zip(after, before, strict=True)) if a != b]
 
 
 def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
@@ -152,7 +162,8 @@ def _prepare_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Prepared:
             out[name] = scrubbed
         history = [_map_history(h, lambda t: scrub_many([t], cfg.pii_kinds)[0][0]) for h in history]
     out["history"] = history
-    return _Prepared(out, fast_languages(_full_texts(out)), normalised, pii)
+    changed = {name: _changes(columns[name], out[name]) for name in HISTORY_FIELDS}
+    return _Prepared(changed, fast_languages(_full_texts(out)), normalised, pii)
 
 
 @dataclass
@@ -184,6 +195,8 @@ def _finish_rows(columns: dict[str, list[str]], cfg: CleanParams) -> _Finished:
             if lang != "zh":
                 continue
             for name in TEXT_FIELDS:
+                if fields[name][i].isascii():  # no Chinese character: nothing to convert
+                    continue
                 converted = to_simplified(fields[name][i])
                 if converted != fields[name][i]:
                     fields[name][i] = converted
@@ -274,10 +287,23 @@ def _concat(parts: Sequence[Any], attr: str, name: str | None = None) -> list[An
     return out
 
 
+def _apply_changes(
+    columns: dict[str, list[str]], parts: Iterable[tuple[dict[str, list[tuple[int, str]]], int]]
+) -> None:
+    """Write the (row in chunk, new text) changes of consecutive chunks (changes, rows) into
+    ``columns``."""
+    offset = 0
+    for changed, rows in parts:
+        for name, changes in changed.items():
+            for i, text in changes:
+                columns[name][offset + i] = text
+        offset += rows
+
+
 def clean_table(df: pd.DataFrame, cfg: CleanParams) -> CleanResult:
     """Tables in, tables out: kept rows (with ``cluster_id``), quarantined rows with reasons."""
     df = df.reset_index(drop=True).copy()
-    with row_pool(len(df)) as pool:
+    with row_pool(len(df)) as pool, gc_paused():
         return _clean_rows(df, cfg, pool)
 
 
@@ -292,8 +318,9 @@ def _clean_rows(
             for _, found in found_in:
                 modified.update({f"pii_{kind}": count for kind, count in found.items()})
             df[name] = pd.Series(scrubbed, index=df.index, dtype=df[name].dtype)
-    prepared = map_row_chunks(pool, _prepare_rows, {k: df[k].tolist() for k in HISTORY_FIELDS}, cfg)
-    columns = {name: _concat(prepared, "columns", name) for name in HISTORY_FIELDS}
+    columns = {k: df[k].tolist() for k in HISTORY_FIELDS}
+    prepared = map_row_chunks(pool, _prepare_rows, columns, cfg)
+    _apply_changes(columns, ((part.changed, len(part.lang)) for part in prepared))
     modified["normalised"] = sum(p.normalised for p in prepared)
     for name in TEXT_FIELDS:
         for part in prepared:
@@ -311,10 +338,7 @@ def _clean_rows(
         pool, _finish_rows, {**columns, "lang": langs, "row_id": row_ids}, cfg
     )
     offsets = np.cumsum([0] + [len(part.reason) for part in finished])
-    for part, offset in zip(finished, offsets.tolist(), strict=False):
-        for name, changes in part.simplified.items():
-            for i, text in changes:
-                columns[name][offset + i] = text
+    _apply_changes(columns, ((part.simplified, len(part.reason)) for part in finished))
     if cfg.to_simplified:
         modified["to_simplified"] = sum(part.to_simplified for part in finished)
     for name in TEXT_FIELDS:

@@ -81,10 +81,31 @@ def minhash_of_sets(token_sets: Sequence[set[str]], num_perm: int) -> np.ndarray
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): a multiplicative mix
 
 
+def first_index_of_equal(values: np.ndarray) -> np.ndarray:
+    """For each value of a 1-D array, the index of its first occurrence: one hash-table pass
+    (``pd.factorize``) where ``np.unique`` sorts (this runs once per LSH band over every row).
+
+    >>> first_index_of_equal(np.array([7, 3, 7, 5, 3], dtype=np.uint64)).tolist()
+    [0, 1, 0, 3, 1]
+    """
+    import pandas as pd
+
+    codes, _ = pd.factorize(values, sort=False)  # numbered in order of first appearance
+    if codes.size == 0:
+        return codes.astype(np.int64)
+    # A first occurrence is where the code exceeds every code before it; the k-th such
+    # position is where code k first appears.
+    running_max = np.maximum.accumulate(codes)
+    is_first = np.empty(codes.size, dtype=bool)
+    is_first[0] = True
+    np.greater(codes[1:], running_max[:-1], out=is_first[1:])
+    return np.flatnonzero(is_first)[codes]
+
+
 def first_equal_row(block: np.ndarray) -> np.ndarray:
     """For each row of a 2-D unsigned integer array, the index of the first row equal to it.
 
-    Rows are grouped by a 64-bit mix of their values (a sort of integers, where sorting the
+    Rows are grouped by a 64-bit mix of their values (hashing integers, where sorting the
     rows as raw bytes is several times slower); equality is then checked row by row, and a mix
     collision (never seen, but possible) falls back to grouping by the bytes themselves.
 
@@ -97,8 +118,7 @@ def first_equal_row(block: np.ndarray) -> np.ndarray:
         for column in block.T:
             mixed = (mixed ^ column.astype(np.uint64)) * _MIX
             mixed ^= mixed >> np.uint64(29)
-    _, first_index, inverse = np.unique(mixed, return_index=True, return_inverse=True)
-    head = first_index[inverse]
+    head = first_index_of_equal(mixed)
     if (block == block[head]).all():
         return head
     keys = block.view(np.dtype((np.void, block.dtype.itemsize * block.shape[1]))).ravel()
@@ -141,5 +161,8 @@ def near_duplicate_representatives(
         lowest = np.full(labels.max() + 1, n)
         np.minimum.at(lowest, labels, np.arange(n))
         representative = lowest[labels]
-    similarity = (signatures == signatures[representative]).mean(axis=1)
+    # A row that represents itself agrees with itself everywhere: 1.0, as the mean would give.
+    similarity = np.ones(n)
+    others = np.flatnonzero(representative != np.arange(n))
+    similarity[others] = (signatures[others] == signatures[representative[others]]).mean(axis=1)
     return representative, similarity

@@ -143,12 +143,33 @@ def normalise_texts(
     ]
 
 
-_ASCII_SPACE_RE2 = r"[ \t\n\x0b\x0c\r\x1c-\x1f]"  # what \s matches in ASCII text
+def _byte_class(chars: bytes) -> np.ndarray:
+    """A 256-entry lookup table: 1 for the bytes in ``chars``, else 0."""
+    table = np.zeros(256, dtype=np.int32)
+    table[np.frombuffer(chars, dtype=np.uint8)] = 1
+    return table
+
+
+_ASCII_ALNUM = _byte_class(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ASCII_SPACE = _byte_class(b" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f")  # what \s matches in ASCII
+
+
+def _per_text_counts(column: pa.StringArray, table: np.ndarray) -> np.ndarray:
+    """Per text of ``column``, how many of its bytes ``table`` marks: one table lookup and
+    one cumulative sum over the column's data buffer (RE2's count of a one-character class
+    cost ~15x more)."""
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)
+    offsets = offsets[column.offset : column.offset + len(column) + 1]
+    data = column.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    totals = np.zeros(raw.size + 1, dtype=np.int32)  # int32 offsets: the sums fit
+    np.cumsum(table[raw], out=totals[1:])
+    return totals[offsets[1:]] - totals[offsets[:-1]]
 
 
 def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
-    """``alnum_ratio`` of each text; ASCII texts are counted column-wise by Arrow (letters and
-    digits over non-space characters), the others one by one.
+    """``alnum_ratio`` of each text; ASCII texts are counted column-wise (letters and digits
+    over non-space characters, by a byte table), the others one by one.
 
     >>> alnum_ratios(["ab!!", "你好！", "", " \t"]).tolist()
     [0.5, 0.6666666666666666, 1.0, 1.0]
@@ -156,9 +177,10 @@ def alnum_ratios(texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.empty(0, dtype=np.float64)
     column = pa.array(texts, pa.string())
-    alnum = pc.count_substring_regex(column, "[A-Za-z0-9]").to_numpy(zero_copy_only=False)
-    spaces = pc.count_substring_regex(column, _ASCII_SPACE_RE2).to_numpy(zero_copy_only=False)
-    chars = pc.binary_length(column).to_numpy(zero_copy_only=False) - spaces
+    alnum = _per_text_counts(column, _ASCII_ALNUM)
+    chars = pc.binary_length(column).to_numpy(zero_copy_only=False) - _per_text_counts(
+        column, _ASCII_SPACE
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(chars > 0, alnum / np.maximum(chars, 1), 1.0)
     ascii_ = pc.string_is_ascii(column).to_numpy(zero_copy_only=False)
@@ -181,8 +203,8 @@ def repetition_ratio(text: str, n: int = 3) -> float:
 def _repetition(tokens: list[str], n: int = 3) -> float:
     if len(tokens) < n + 3:  # too short to call repetitive
         return 0.0
-    grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))
-    return 1 - len(set(grams)) / len(grams)
+    grams = zip(*(tokens[i:] for i in range(n)), strict=False)
+    return 1 - len(set(grams)) / (len(tokens) - n + 1)  # len(tokens) - n + 1 n-grams
 
 
 def _key_of_core(core: bytes) -> str:

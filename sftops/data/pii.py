@@ -232,19 +232,25 @@ _PRE_DIGITS_RE = re.compile(
 )
 _PRE_HEX_COLON_RE = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")  # IPv6
 _PRE_PREFIX_RE = re.compile(r"sk-|gh[pousr]_|github_pat_|xox[baprs]-")  # api keys
+# Bearer tokens and key assignments: _API_KEY_RE (ASCII case folding) needs "bearer" and a
+# blank, or a keyword ending in key / secret / token, then an optional quote, blanks and ":" or
+# "=". (The bare words are common in prose: "key points", "keyboard", "tokens".)
+_PRE_KEYWORD_RE = re.compile(
+    r"""(?:key|token|secret)["']?[ \t]*[:=]|bearer[ \t]""", re.IGNORECASE | re.ASCII
+)
 
 
 # The same test as _may_contain_pii as one RE2 pattern (no lookbehind: each alternative spells
 # out what the lookbehinds required), run over a whole column at once by pyarrow. It matches
-# at least every text _may_contain_pii accepts (RE2's case folding also maps the Kelvin sign to
-# k, as str.lower does), so the per-text checks only run on the texts it flags.
+# at least every text _may_contain_pii accepts (RE2's case folding covers the ASCII one of
+# _PRE_KEYWORD_RE), so the per-text checks only run on the texts it flags.
 _PRESCREEN_RE2 = (
     r"@|AKIA|AIza"
     r"|[0-9](?:[0-9]{6}|[ .\-][0-9]{3}|\.[0-9]{1,3}\.[0-9])"
     r"|\+[0-9]"
     r"|[0-9A-Fa-f]:[0-9A-Fa-f]"
     r"|sk-|gh[pousr]_|github_pat_|xox[baprs]-"
-    r"|(?i:key|token|secret|bearer)|\x{212A}"
+    r"|(?i:key|token|secret)[\"']?[ \t]*[:=]|(?i:bearer)[ \t]"
 )
 
 
@@ -268,9 +274,7 @@ def _may_contain_pii(text: str) -> bool:
         return True
     if _PRE_PREFIX_RE.search(text) is not None:
         return True
-    # Bearer and key assignments (matched ASCII-case-insensitively, so lower() is a superset).
-    low = text.lower()
-    return "key" in low or "token" in low or "secret" in low or "bearer" in low
+    return _PRE_KEYWORD_RE.search(text) is not None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ every member of a near-duplicate cluster lands in the same split.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sftops.config import Params, SplitParams
@@ -31,11 +34,29 @@ def assign_split(cluster_id: str, cfg: SplitParams) -> str:
     return "train"
 
 
+def assign_splits(cluster_ids: Sequence[str], cfg: SplitParams) -> np.ndarray:
+    """``assign_split`` of each cluster id: the digests are hashed one by one, but turned into
+    fractions and compared column-wise (uint64 / 2**64 rounds as Python's int division does).
+
+    >>> from sftops.config import SplitParams
+    >>> ids = ["0123456789abcdef", "x", "y"]
+    >>> assign_splits(ids, SplitParams()).tolist() == [assign_split(c, SplitParams()) for c in ids]
+    True
+    """
+    blake2b = hashlib.blake2b
+    digests = b"".join(
+        blake2b(f"{cfg.salt}:{c}".encode(), digest_size=8).digest() for c in cluster_ids
+    )
+    u = np.frombuffer(digests, dtype=">u8").astype(np.float64) / 2.0**64
+    labels = np.array(["test", "validation", "train"], dtype=object)
+    return labels[np.where(u < cfg.test, 0, np.where(u < cfg.test + cfg.validation, 1, 2))]
+
+
 def split_table(df: pd.DataFrame, cfg: SplitParams) -> pd.DataFrame:
     """The table with a `split` column, rows ordered by row_id (so output is order-free too)."""
     out = df.copy()
     clusters = out["cluster_id"].tolist()  # one conversion, not one Arrow scalar per row
-    out["split"] = pd.array([assign_split(c, cfg) for c in clusters], dtype="string")
+    out["split"] = pd.array(assign_splits(clusters, cfg), dtype="string")
     out = out.sort_values("row_id", kind="stable").reset_index(drop=True)
     return SplitRows.validate(out)
 

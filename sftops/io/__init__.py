@@ -65,11 +65,32 @@ def atomic_path(target: str | Path, *, directory: bool = False) -> Iterator[Path
             os.unlink(tmp)
 
 
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``, glibc 2.28+), so no
+    reader and no crash ever sees ``second`` missing; False where the system or the file system
+    cannot."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange):
+        code = ctypes.get_errno()
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            return False
+        raise OSError(code, os.strerror(code), str(second))
+    return True
+
+
 def _move_folder_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``. A folder cannot replace another in one rename: the old one
-    is moved aside first, and put back if the new one cannot take its place."""
+    """Rename ``tmp`` to ``target``. A folder cannot replace another in one rename: the two are
+    swapped in one step where Linux can (the caller removes ``tmp``, now the old folder), else
+    the old one is moved aside first, and put back if the new one cannot take its place."""
     if not target.exists():
         os.rename(tmp, target)
+        return
+    if _exchange(tmp, target):
         return
     aside = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.old"
     os.rename(target, aside)

@@ -177,8 +177,9 @@ def train(
         state = TrainState(**saved["state"])
         set_rng_state(saved["rng"])
         log.info("resumed from %s (step %d)", resumed_from, state.step)
-    elif dist_info.is_main:
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    elif dist_info.is_main:  # a fresh start: only the step folders (the folder may hold notes)
+        for stale in checkpoints.glob("step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     ddp_model: torch.nn.Module = runner
     if dist_info.world_size > 1 and not fsdp:

@@ -222,6 +222,23 @@ def test_k8s_job_validates_against_the_kubernetes_schema() -> None:
     assert cpu_job.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "0"
 
 
+def test_k8s_pods_share_one_model_cache_claim_the_manifests_define() -> None:
+    template = job_template()
+    job = deserialize(render_job(template, defaults(template)), "V1Job")
+    pod = job.spec.template.spec
+    (volume,) = [v for v in pod.volumes if v.persistent_volume_claim is not None]
+    (mount,) = [m for m in pod.containers[0].volume_mounts if m.name == volume.name]
+    env = {e.name: e.value for e in pod.containers[0].env}
+    assert env["SFTOPS_CACHE_DIR"] == mount.mount_path  # sftops builds its caches there
+    claim = deserialize(
+        yaml.safe_load((INFRA / "k8s" / "model-cache.yaml").read_text(encoding="utf-8")),
+        "V1PersistentVolumeClaim",
+    )
+    assert volume.persistent_volume_claim.claim_name == claim.metadata.name
+    assert claim.metadata.namespace == defaults(template)["namespace"]
+    assert claim.spec.access_modes == ["ReadWriteMany"]  # pods on several nodes at once
+
+
 def test_k8s_worker_manifests_validate() -> None:
     kinds = {
         "ServiceAccount": "V1ServiceAccount",

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -222,12 +223,19 @@ def test_retrain_deployment_runs_through_the_worker(
     ]
     assert not missing, f"not in the S3 remote: {missing}"
 
+    # The train stage mirrored its checkpoints to the S3 remote while it ran (the deployments
+    # set SFTOPS_CHECKPOINT_REMOTE) and removed them when it completed.
+    worker_log = (stack.paths.logs / "worker.log").read_text(errors="replace")
+    assert re.search(r"checkpoint step-\d+ pushed in", worker_log), worker_log[-3000:]
+    assert "removed from default (s3://" in worker_log, worker_log[-3000:]
+    assert not [key for key in dvc_keys if "sftops-checkpoints/" in key]
+
     # ... and a fresh clone restores exactly those hashes from it.
     fresh = stack_project["repo"].parent / "fresh"
     subprocess.run(["git", "clone", "-q", str(stack_project["repo"]), str(fresh)], check=True)
     (fresh / "dvc.lock").write_text(lock_text, encoding="utf-8")
     env = stack.client_env()
-    dvc = [str(Path(os.sys.executable).parent / "dvc")]
+    dvc = [str(Path(sys.executable).parent / "dvc")]
     for cmd in (
         ["remote", "modify", "--local", "objectstore", "endpointurl", stack.urls.s3],
         ["pull", "-r", "objectstore"],

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import string
 
 from hypothesis import HealthCheck, given, settings
@@ -263,3 +264,19 @@ def test_bigram_bound_never_hides_a_repetitive_row(tokens: list[str], limit: flo
 
     if len(tokens) > 2 and not _may_repeat(len(tokens), len(word_shingles(tokens, 2)), limit):
         assert _repetition(tokens) <= limit
+
+
+def test_full_texts_equal_join_text_of_each_row() -> None:
+    from sftops.data.clean import _full_texts
+    from sftops.rowkeys import join_text
+
+    history = json.dumps([["u1", ""], ["", "a2"]])
+    rows = [
+        ("", "[]", "i", "", "o"),
+        ("sys", history, "", "x", ""),
+        ("", history, "i", "in", "o"),
+        ("", "[]", "", "", ""),
+    ]
+    names = ("system", "history", "instruction", "input", "output")
+    columns = {name: [row[k] for row in rows] for k, name in enumerate(names)}
+    assert _full_texts(columns) == [join_text(*row) for row in rows]

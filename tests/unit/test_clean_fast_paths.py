@@ -64,3 +64,20 @@ def test_clean_in_chunks_equals_clean_in_one_chunk(monkeypatch: pytest.MonkeyPat
     chunked = clean_table(table, CleanParams())
     assert chunked.fingerprint() == whole.fingerprint()
     assert set(whole.quarantine["reason"]) >= {"exact_duplicate", "language"}
+
+
+def test_first_index_of_equal_matches_a_sort() -> None:
+    rng = np.random.default_rng(1)
+    for size in (0, 1, 2, 1000):
+        values = rng.integers(0, max(size // 3, 1), size=size).astype(np.uint64)
+        _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+        assert dedup.first_index_of_equal(values).tolist() == first[inverse].tolist()
+
+
+def test_near_duplicate_similarity_is_the_mean_agreement_with_the_representative() -> None:
+    rng = np.random.default_rng(2)
+    signatures = rng.integers(0, 4, size=(400, 128), dtype=np.uint32)  # many shared bands
+    representative, similarity = dedup.near_duplicate_representatives(signatures, 0.3)
+    expected = (signatures == signatures[representative]).mean(axis=1)
+    assert (representative != np.arange(400)).any()
+    assert similarity.tolist() == expected.tolist()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -473,3 +474,35 @@ def test_deeply_nested_json_is_quarantined_or_refused_never_a_traceback(tmp_path
     array.write_text(deep)
     with pytest.raises(InputDataError, match="JSON nested too deeply"):
         ingest_one(array)
+
+
+def test_plain_alpaca_fast_path_gives_the_general_path_row() -> None:
+    """Ingest's shortcut for text-only instruction/input/output records must make exactly the
+    row (row_id included) the field-by-field path makes, and leave every other record to it."""
+    from sftops.data.canonical import _canonical_row, _plain_alpaca_row
+
+    rng = random.Random(0)
+    alphabet = [*'ab Z"\\/\n\t\r\x00\x1f\x7f', "é", "你", "\u2028", "😀", "\xa0", "<", "\ud800"]
+    fast_rows = 0
+    for _ in range(3000):
+        keys = ["instruction", "output"] + (["input"] if rng.random() < 0.5 else [])
+        if rng.random() < 0.1:
+            keys.append(rng.choice(["system", "label", "task", "tools", "prompt"]))
+        record: dict[str, object] = {
+            k: "".join(rng.choice(alphabet[:-1]) for _ in range(rng.randint(0, 12))) for k in keys
+        }
+        if rng.random() < 0.05:
+            record[rng.choice(keys)] = rng.choice([None, 3, 2.5, True, [], "x\ud800"])
+        limit = rng.choice([1, 2, 5, 1000, 1000])
+        fast = _plain_alpaca_row(record, "src", limit)
+        try:
+            general = _canonical_row(record, "src", {}, limit)
+        except RowRejected:
+            general = None
+        if fast is not None:
+            fast_rows += 1
+            assert fast == general, record
+        elif general is not None:  # left to the general path: other keys or non-text values
+            others = set(record) - {"instruction", "input", "output"}
+            assert others or any(type(v) is not str for v in record.values()), record
+    assert fast_rows > 1000

@@ -382,3 +382,23 @@ def test_column_prescreen_flags_every_text_the_per_text_precheck_flags() -> None
     flags = pii._prescreen(texts)
     assert all(f for t, f in zip(texts, flags, strict=True) if pii._may_contain_pii(t))
     assert scrub_many(texts) == tuple(map(list, zip(*(scrub_pii(t) for t in texts), strict=True)))
+
+
+def test_keyword_precheck_never_skips_a_key_assignment_or_bearer_token() -> None:
+    """The pre-check asks for a keyword followed by ':' / '=' (or "bearer" and a blank), not
+    the bare words: every text it skips must be one the full scrub leaves alone."""
+    rng = random.Random(3)
+    pieces = ["api", "_", "-", "key", "KEY", "Key", "secret", "client", "private", "access"]
+    pieces += ["token", "Token", "x-", "bearer", "Bearer", " ", "\t", ":", "=", '"', "'", "abc"]
+    pieces += ["ABC123", "1234567890", "abcdefghijklmnopqrstuvwxyz0123", ".", "/", "\u212a", "ſ"]
+    everything = frozenset(PII_KINDS)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(20000)]
+    found = 0
+    for text in texts:
+        scrubbed = pii._scrub(text, everything)
+        found += bool(scrubbed[1])
+        if not pii._may_contain_pii(text):
+            assert scrubbed == (text, {}), text
+    assert found > 30
+    flags = pii._prescreen(texts)
+    assert all(f for t, f in zip(texts, flags, strict=True) if pii._may_contain_pii(t))

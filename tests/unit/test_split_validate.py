@@ -80,3 +80,16 @@ def test_validate_flags_duplicate_ids_and_empty_answers() -> None:
 def test_validate_reports_a_missing_column_as_a_table_error() -> None:
     result = validate_table(cleaned(5).drop(columns="cluster_id"), ValidateParams(), ["en"])
     assert any("cluster_id" in e for e in result.table_errors)
+
+
+def test_assign_splits_equals_assign_split_of_each_cluster() -> None:
+    import random
+
+    from sftops.data.split import assign_split, assign_splits
+
+    rng = random.Random(0)
+    ids = [f"{rng.getrandbits(64):016x}" for _ in range(5000)] + ["", "你好", "a:b"]
+    for test, validation in [(0.1, 0.1), (0.0, 0.0), (0.5, 0.4), (0.3333333, 0.2)]:
+        cfg = SplitParams(test=test, validation=validation)
+        assert assign_splits(ids, cfg).tolist() == [assign_split(c, cfg) for c in ids]
+    assert assign_splits([], SplitParams()).tolist() == []
