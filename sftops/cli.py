@@ -303,6 +303,23 @@ ModelOption = Annotated[
 ]
 
 
+CHAT_MAX_NEW_TOKENS = 256
+MaxNewTokensOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Answer length cap when a request sets no max_tokens. Decoding is otherwise "
+        "evaluate.generation's, whose own cap fits the test split's short answers.",
+    ),
+]
+
+
+def _chat_generation(params: Any, max_new_tokens: int) -> Any:
+    """Evaluation's decoding settings (served answers look like evaluated ones) with a chat's
+    length cap."""
+    return params.evaluate.generation.model_copy(update={"max_new_tokens": max_new_tokens})
+
+
 @app.command("serve")
 def serve_command(
     params: ParamsOption = Path("params.yaml"),
@@ -322,6 +339,7 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Refuse request bodies over this many bytes (413).")
     ] = 4 * 1024 * 1024,
+    max_new_tokens: MaxNewTokensOption = CHAT_MAX_NEW_TOKENS,
 ) -> None:
     """OpenAI-compatible chat server (POST /v1/chat/completions, GET /health); reloads when
     the champion alias moves."""
@@ -336,7 +354,7 @@ def serve_command(
             host,
             port,
             poll_seconds,
-            params=loaded.evaluate.generation,
+            params=_chat_generation(loaded, max_new_tokens),
             max_batch=max_batch,
             max_body_bytes=max_body_bytes,
         )
@@ -360,6 +378,7 @@ def chat_command(
     set_: SetOption = None,
     model: ModelOption = None,
     system: Annotated[str | None, typer.Option(help="System message for the chat.")] = None,
+    max_new_tokens: MaxNewTokensOption = CHAT_MAX_NEW_TOKENS,
 ) -> None:
     """Chat with a model in the terminal: streamed tokens, multi-turn; /reset, /exit."""
     _setup_logging()
@@ -368,7 +387,7 @@ def chat_command(
 
         loaded = _load(params, set_)
         source = _model_source(model, loaded)
-        chat_repl(source, loaded.evaluate.generation, system=system)
+        chat_repl(source, _chat_generation(loaded, max_new_tokens), system=system)
     except SftopsError as err:
         _fail(err)
 

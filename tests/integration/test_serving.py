@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sftops.config import GenerationParams
+from sftops.config import GenerationParams, Params
 from sftops.errors import SftopsError
 from sftops.serving.batching import Job, generate_batch
 from sftops.serving.chat import chat_repl
@@ -778,5 +778,11 @@ def test_serve_command_passes_max_batch(
     body_limit = ["serve", "--model", str(model_dir), "--max-body-bytes", "1024"]
     assert runner.invoke(app, body_limit).exit_code == 0
     assert calls[-1]["max_body_bytes"] == 1024
+    # answers are not cut at evaluation's cap (sized for the test split's short answers)
+    assert calls[-1]["params"].max_new_tokens == 256
+    assert calls[-1]["params"].strategy == Params().evaluate.generation.strategy
+    capped = ["serve", "--model", str(model_dir), "--max-new-tokens", "32"]
+    assert runner.invoke(app, capped).exit_code == 0
+    assert calls[-1]["params"].max_new_tokens == 32
     assert runner.invoke(app, [*body_limit[:-1], "0"]).exit_code != 0
     assert runner.invoke(app, ["serve", "--model", str(model_dir), "--max-batch", "0"]).exit_code
