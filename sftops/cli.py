@@ -50,6 +50,9 @@ def _setup_logging() -> None:
         )
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    # a library calling logging.info() configures the root logger on the fly; without this
+    # every later line would print twice
+    log.propagate = False
 
 
 def parse_override(text: str) -> tuple[str, Any]:
