@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.helpers import GIT, tiny_repo
 pytestmark = pytest.mark.integration
 
 STEPS = 40
+DIE_AT = 10
 
 
 def dvc(repo: Path, *args: str) -> None:
@@ -42,17 +42,44 @@ def machine(project: Path, splits: Path, remote: Path, where: Path) -> Path:
     return where
 
 
-def train(repo: Path, **popen: object) -> subprocess.Popen[str]:
+# `sftops train`, or, with ``dies_at``, the same CLI in a process that kills itself (SIGKILL)
+# once the checkpoint of that step is on the remote.
+DYING_TRAIN = """
+import json, os, signal, sys, time
+from pathlib import Path
+import sftops.modeling.train as train_module
+real_save, step, remote = train_module.save_model, sys.argv[1], Path(sys.argv[2])
+def pushed():
+    return [json.loads(p.read_text())["step"] for p in remote.glob("*/*/latest.json")]
+def save_then_die(model, tokenizer, target, extra):
+    real_save(model, tokenizer, target, extra)
+    if Path(target).name == step:
+        deadline = time.monotonic() + 300
+        while step not in pushed() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGKILL)
+train_module.save_model = save_then_die
+from sftops.cli import app
+sys.argv = ["sftops", "train"]
+app()
+"""
+
+
+def train(
+    repo: Path, dies_at: int | None = None, remote: Path | None = None
+) -> subprocess.Popen[str]:
     env = {**stage_env(repo), "SFTOPS_CHECKPOINT_REMOTE": "default"}
-    return subprocess.Popen(  # type: ignore[call-overload]
-        [str(Path(sys.executable).parent / "sftops"), "train"],
+    command = [str(Path(sys.executable).parent / "sftops"), "train"]
+    if dies_at is not None:
+        command = [sys.executable, "-c", DYING_TRAIN, f"step-{dies_at:06d}", str(remote)]
+    return subprocess.Popen(
+        command,
         cwd=repo,
         env=env,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        **popen,
     )
 
 
@@ -66,7 +93,7 @@ def weights(repo: Path) -> dict[str, Any]:
     return load_file(repo / "models" / "sft" / "model.safetensors")
 
 
-@pytest.mark.slow  # about 80 s: the data stages once, three tiny trainings
+@pytest.mark.slow  # 40-130 s: the data stages once, three tiny trainings
 def test_a_train_stage_killed_on_one_machine_resumes_on_another_from_the_remote(
     tmp_path: Path,
 ) -> None:
@@ -84,17 +111,14 @@ def test_a_train_stage_killed_on_one_machine_resumes_on_another_from_the_remote(
     second = machine(project, splits, remote, tmp_path / "second")
     alone = machine(project, splits, tmp_path / "own-remote", tmp_path / "alone")
 
-    # machine 1 dies (SIGKILL, no cleanup) once a checkpoint has reached the remote
-    dying = train(first)
-    deadline = time.monotonic() + 300
-    while not pushed(remote) and dying.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(dying.pid, signal.SIGKILL)
-    out, _ = dying.communicate(timeout=30)
-    assert dying.returncode == -signal.SIGKILL, f"training ended before it was killed:\n{out}"
+    # machine 1 dies (SIGKILL, no cleanup) right after its step-DIE_AT checkpoint reached the
+    # remote: a deterministic point, however fast the machine trains
+    dying = train(first, dies_at=DIE_AT, remote=remote)
+    out, _ = dying.communicate(timeout=600)
+    assert dying.returncode == -signal.SIGKILL, f"training was not killed:\n{out}"
     (manifest,) = pushed(remote)
     died_at = int(manifest["step"].split("-")[1])
-    assert 2 <= died_at < STEPS
+    assert died_at == DIE_AT
     assert {"checkpoint/trainer_state.pt", "checkpoint/model.safetensors"} <= set(manifest["files"])
 
     # machine 2 shares only the remote: it resumes there and completes
