@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from sftops.config import Params
 from tests.helpers import browser_required, missing_browser
 
 pytestmark = [
@@ -30,7 +31,7 @@ pytestmark = [
 ]
 
 LEARNING_RATE = 0.0003
-DEFAULT_LEARNING_RATE = 0.0001  # params.yaml's train.lr
+DEFAULT_LEARNING_RATE = Params().train.lr  # params.yaml's (a test checks they are equal)
 MODEL_NAME = "sftops-chat"
 RUN_TIMEOUT_S = 420
 UI_TIMEOUT_MS = 60_000
@@ -168,7 +169,7 @@ def test_custom_retrain_run_from_the_ui_registers_a_model(
     with_lr = [r for r in runs if r.data.params.get("train.lr") is not None]
     assert with_lr, f"no MLflow run records train.lr ({len(runs)} runs)"
     lrs = sorted(float(r.data.params["train.lr"]) for r in with_lr)
-    assert lrs == pytest.approx([DEFAULT_LEARNING_RATE, LEARNING_RATE]), lrs
+    assert lrs == pytest.approx(sorted([DEFAULT_LEARNING_RATE, LEARNING_RATE])), lrs
     experiments = {r.data.tags.get("dvc.experiment") for r in with_lr}
     shown = subprocess.run(
         [sys.executable, "-m", "dvc", "exp", "show", "--json"],
