@@ -88,7 +88,7 @@ class RemoteCheckpoints:
     :func:`open_remote` opens it."""
 
     def __init__(self, fs: Any, path: str, key: str, name: str) -> None:
-        self.fs, self.key = fs, key
+        self.fs = fs
         self.base = fs.join(path, PREFIX, key)
         self.where = f"{name} ({fs.unstrip_protocol(self.base)})"
 
