@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sftops.reporting import cpu_model
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's sftops, whichever one the environment installed
+
+from sftops.reporting import cpu_model  # noqa: E402
 
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 TARGET_VS_SINGLE = 8.0

@@ -20,6 +20,7 @@ Prompts are built with the same chat template as training (`formatting.generatio
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Collection, Sequence
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 
 from sftops.config import GenerationParams
+from sftops.modeling.packed import packed_linears
 
 
 @dataclass(frozen=True)
@@ -125,21 +127,27 @@ def generate(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(prompts), disable=not progress, desc="generate", unit="row")
-    for start in range(0, len(order), cfg.batch_size):
-        index = order[start : start + cfg.batch_size]
-        batch = tokenizer(
-            [prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(model.device)
-        if cfg.strategy == "greedy" and compact:
-            new_rows = greedy_compact(
-                model, batch["input_ids"], batch["attention_mask"], cfg, sorted(stops)
-            )
-        else:
-            generated = model.generate(**batch, **kwargs)
-            new_rows = generated[:, batch["input_ids"].shape[1] :].tolist()
-        for row, i in enumerate(index):
-            out[i] = Generation.from_tokens(tokenizer, new_rows[row], stops)
-        bar.update(len(index))
+    # The packed weights are sftops' engine only: `compact=False` is the reference it is
+    # measured against.
+    with packed_linears(model) if compact else contextlib.nullcontext():
+        for start in range(0, len(order), cfg.batch_size):
+            index = order[start : start + cfg.batch_size]
+            batch = tokenizer(
+                [prompts[i] for i in index],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(model.device)
+            if cfg.strategy == "greedy" and compact:
+                new_rows = greedy_compact(
+                    model, batch["input_ids"], batch["attention_mask"], cfg, sorted(stops)
+                )
+            else:
+                generated = model.generate(**batch, **kwargs)
+                new_rows = generated[:, batch["input_ids"].shape[1] :].tolist()
+            for row, i in enumerate(index):
+                out[i] = Generation.from_tokens(tokenizer, new_rows[row], stops)
+            bar.update(len(index))
     bar.close()
     return [g for g in out if g is not None]
 
