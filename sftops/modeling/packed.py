@@ -74,7 +74,7 @@ def install(model: Any) -> int:
         if type(layer) is not torch.nn.Linear or layer.weight.device.type != "cpu":
             continue
         if not isinstance(layer.__dict__.get("forward"), PackedForward):
-            layer.forward = PackedForward(layer)  # type: ignore[method-assign]
+            layer.forward = PackedForward(layer)  # type: ignore[method-assign,assignment]
         count += 1
     return count
 
