@@ -137,7 +137,9 @@ def test_custom_retrain_run_from_the_ui_registers_a_model(
         except AssertionError:
             # Once, on a loaded CI machine, the form was still shown a minute after the click and
             # no run existed: the click was dropped. Say so, with the page, and click once more.
-            assert "/run?" in page.url, f"no run was created, yet the page left the form: {page.url}"
+            assert "/run?" in page.url, (
+                f"no run was created, yet the page left the form: {page.url}"
+            )
             shot("submit-dropped")
             print(f"no run {SUBMIT_TIMEOUT_S}s after Submit; the form shows:")
             print(page.inner_text("body")[:2000])
