@@ -3,6 +3,7 @@ greedy decoding (finished rows leave the batch), side by side in one run on the 
 
     python bench/generate_bench.py [--model smollm2-135m-instruct|<folder>] [--prompts 32]
     python bench/generate_bench.py --isa avx2     # as on a CPU without AVX-512 / AMX
+    python bench/generate_bench.py --linear [--isa avx2]   # F.linear vs packed oneDNN, per shape
 
 Greedy decoding of test-split prompts (the sample's rows when no split exists yet), built with
 the training chat template. Prints new tokens/s of each side, the ratios, and how many outputs
@@ -45,6 +46,39 @@ def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def linear_table(rows: tuple[int, ...] = (1, 18, 32, 128)) -> list[str]:
+    """GFLOP/s of SmolLM2-135M's linear shapes (out x in) at decoding row counts: torch's
+    default fp32 product (``F.linear``) and the oneDNN product on a packed weight that sftops'
+    decoding uses (`sftops/modeling/packed.py`)."""
+    import torch
+
+    from sftops.modeling.packed import PACK_BATCH_HINT
+
+    def seconds(run: Any, repeats: int = 50) -> float:
+        run()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        return (time.perf_counter() - started) / repeats
+
+    lines = []
+    for out_features, in_features in [(1536, 576), (576, 1536), (576, 576), (49152, 576)]:
+        weight = torch.randn(out_features, in_features)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_BATCH_HINT)
+        for m in rows:
+            x = torch.randn(m, in_features)
+            flop = 2 * m * out_features * in_features
+            plain = seconds(lambda: torch.nn.functional.linear(x, weight))  # noqa: B023
+            onednn = seconds(
+                lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")  # noqa: B023
+            )
+            lines.append(
+                f"  {out_features:>5} x {in_features:<4} rows {m:>3}: F.linear "
+                f"{flop / plain / 1e9:6.1f} GFLOP/s, packed oneDNN {flop / onednn / 1e9:6.1f}"
+            )
+    return lines
 
 
 def _matmul_in_subprocess(env: dict[str, str]) -> float:
@@ -101,6 +135,9 @@ def main() -> int:
         "oneDNN has native bf16 on this CPU)",
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results/generate_bench.json")
+    parser.add_argument(
+        "--linear", action="store_true", help="only the linear-layer table (F.linear vs packed)"
+    )
     args = parser.parse_args()
     if args.isa == "avx2" and os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2":
         native, limited = _matmul_in_subprocess({}), _matmul_in_subprocess(AVX2_ENV)
@@ -116,6 +153,14 @@ def main() -> int:
     # Idle OpenMP workers that spin slow generation down 5-20x on shared cores (see serve_bench).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
+
+    if args.linear:
+        print(
+            f"linear layers, fp32, ISA {os.environ.get('ONEDNN_MAX_CPU_ISA', 'native')}, "
+            f"{torch.get_num_threads()} threads"
+        )
+        print("\n".join(linear_table()))
+        return 0
 
     from sftops.config import GenerationParams, Params
     from sftops.modeling.generate import generate, one_at_a_time
