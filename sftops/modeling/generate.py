@@ -1,19 +1,19 @@
 """Batched generation with the KV cache: left padding, length-sorted batches, stop at the end
 of the assistant turn; greedy, beam search and sampling from params.
 
-Greedy decoding (the evaluation default) runs its own loop over the model's forward pass instead
-of ``model.generate``: a row that has emitted its end-of-turn token leaves the batch (its rows of
-the KV cache are dropped), and padding columns no remaining row needs are cut from the cache, so
-the compute per step follows the rows still generating. The prompt pass runs in groups of
-similar length (``prefill_groups``): padding a batch of 37- to 118-token prompts to 118 doubled
-the prompt tokens, and that pass cost more than the decoding after it. The cache reserves room
-for the new tokens, so a step writes one position instead of concatenating (copying) the whole
-cache. The logits are those of ``generate`` (same forward, same position ids, padding masked)
-up to the float rounding of differently shaped matrix products, as between batched and
-one-at-a-time ``generate``; the tests check that greedy tokens equal one-at-a-time decoding.
-Beam search and sampling keep ``model.generate``. (transformers' continuous batching,
-``generate_batch``, gives the same tokens but took about a minute for 12 prompts of a tiny model
-on CPU: it is built for GPUs.)
+Greedy decoding (the evaluation default) runs its own loop over the model's forward pass instead of
+``model.generate``: rows that have emitted their end-of-turn token leave the batch and their rows
+of the KV cache, a few at a time (a removal copies the cache; until then an ended row's extra
+tokens are cut from its answer), and padding columns no remaining row needs are cut from the cache,
+so the compute per step follows the rows still generating. The prompt pass runs in groups of
+similar length (``prefill_groups``): padding a batch of 37- to 118-token prompts to 118 doubled the
+prompt tokens, and that pass cost more than the decoding after it. The cache reserves room for the
+new tokens, so a step writes one position instead of concatenating (copying) the whole cache. The
+logits are those of ``generate`` (same forward, same position ids, padding masked) up to the float
+rounding of differently shaped matrix products, as between batched and one-at-a-time ``generate``;
+the tests check that greedy tokens equal one-at-a-time decoding. Beam search and sampling keep
+``model.generate``. (transformers' continuous batching, ``generate_batch``, gives the same tokens
+but took about a minute for 12 prompts of a tiny model on CPU: it is built for GPUs.)
 
 Prompts are built with the same chat template as training (`formatting.generation_prompt`).
 """
@@ -267,6 +267,8 @@ def _reserved_cache(model: Any, capacity: int) -> Any | None:
 
 
 PREFILL_CALL_TOKENS = 64
+COMPACT_EVERY = 8
+"""Ended rows leave the batch once they are at least 1/COMPACT_EVERY of it."""
 """The cost of one more forward call in the prompt pass, in padded tokens' worth of compute."""
 
 
@@ -432,7 +434,8 @@ def greedy_compact(
 
     The prompt pass runs in groups of similar length (no compute on most of the padding) into
     one cache with room reserved for the new tokens. Each step then feeds only the rows still
-    generating: finished rows are removed from the batch and the KV cache, and the leading
+    generating: finished rows are removed from the batch and the KV cache once they are
+    1/``COMPACT_EVERY`` of it (each removal copies the cache), and the leading
     columns that are padding for every remaining row are cut. Positions follow ``generate``
     (``attention_mask.cumsum - 1``) and padding stays masked, so each row sees the logits it
     would see in ``model.generate``.
@@ -455,19 +458,23 @@ def greedy_compact(
     stop = torch.tensor(sorted(stops), dtype=torch.long, device=device)
     alive = torch.arange(n, device=device)  # batch row -> original row
     new: list[list[int]] = [[] for _ in range(n)]
+    ended = torch.zeros(n, dtype=torch.bool, device=device)  # per batch row: stop token seen
     for step in range(cfg.max_new_tokens):
         if seen is not None:
             logits = _penalise_repeats(logits, seen, penalty)
         tokens = logits.argmax(dim=-1)
         for row, token in zip(alive.tolist(), tokens.tolist(), strict=True):
-            new[row].append(token)
+            new[row].append(token)  # past a row's stop token: cut by `trim_at_stop`
         if step + 1 == cfg.max_new_tokens:
             break
-        going = ~torch.isin(tokens, stop)
-        if not bool(going.all()):
-            if not bool(going.any()):
-                break
-            keep = torch.nonzero(going).squeeze(1)
+        ended |= torch.isin(tokens, stop)
+        done = int(ended.sum())
+        if done == len(ended):
+            break
+        # Removing rows copies the whole cache: done once a few rows have ended, not per row.
+        if done and done * COMPACT_EVERY >= len(ended):
+            keep = torch.nonzero(~ended).squeeze(1)
+            ended = ended[keep]
             alive, tokens, mask = alive[keep], tokens[keep], mask[keep]
             next_position = next_position[keep]
             seen = seen[keep] if seen is not None else None

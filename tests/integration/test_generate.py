@@ -88,6 +88,33 @@ def test_prompt_pass_row_by_row_keeps_one_at_a_time_tokens(
     assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
 
 
+@pytest.mark.parametrize("every", [1, 3], ids=["never-until-all-end", "every-third"])
+def test_ended_rows_left_in_the_batch_keep_one_at_a_time_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
+    """Ended rows leave the batch only once they are 1/``COMPACT_EVERY`` of it; until then
+    they go on generating past their stop token, which must not reach their answers."""
+    import sftops.modeling.generate as gen
+
+    model, tokenizer = _chatty(tiny_llama, tmp_path)
+    cfg = GenerationParams(max_new_tokens=MAX_NEW, batch_size=9)
+    reference, _ = one_at_a_time(model, tokenizer, PROMPTS, cfg)
+    monkeypatch.setattr(gen, "COMPACT_EVERY", every)
+    removed: list[int] = []
+    select = gen._reserved_layer_class().batch_select_indices
+
+    def counted(layer: Any, indices: Any) -> None:
+        removed.append(len(indices))
+        select(layer, indices)
+
+    monkeypatch.setattr(gen._reserved_layer_class(), "batch_select_indices", counted)
+    ours = generate(model, tokenizer, PROMPTS, cfg)
+    assert [g.text for g in ours] == [g.text for g in reference]
+    assert [g.new_tokens for g in ours] == [g.new_tokens for g in reference]
+    assert [g.hit_max_new_tokens for g in ours] == [g.hit_max_new_tokens for g in reference]
+    assert (not removed) if every == 1 else removed
+
+
 @pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2], ids=["llama", "gpt2"])
 def test_shared_prompt_start_goes_through_once_with_one_at_a_time_tokens(
     build: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
