@@ -369,21 +369,13 @@ def _clean_rows(
     alive_index = np.flatnonzero(reason.isna().to_numpy())
     if cfg.near_dedup.enabled and alive_index.size > 1:
         nd = cfg.near_dedup
-        # Row of each row's signature in the stacked chunk signatures (-1: none computed).
-        position = np.full(n, -1, dtype=np.int64)
-        rows_with = [
-            offset + np.asarray(part.signature_rows, dtype=np.int64)
-            for part, offset in zip(finished, offsets.tolist(), strict=False)
-        ]
-        position[np.concatenate(rows_with)] = np.arange(sum(r.size for r in rows_with))
-        assert (position[alive_index] >= 0).all()
         # The alive rows' signatures in row order, picked chunk by chunk and each chunk's
         # array freed at once: stacking all and then indexing held three copies (~1.5 GB at 1M).
         alive_now = np.zeros(n, dtype=bool)
         alive_now[alive_index] = True
         pieces = [
-            (rows, part.signatures)
-            for rows, part in zip(rows_with, finished, strict=True)
+            (offset + np.asarray(part.signature_rows, dtype=np.int64), part.signatures)
+            for part, offset in zip(finished, offsets.tolist(), strict=False)
             if part.signatures is not None
         ]
         del finished
@@ -394,6 +386,7 @@ def _clean_rows(
             del chunk_signatures
         signatures = np.concatenate(picked)
         del picked
+        assert len(signatures) == alive_index.size  # every alive row has its signature
         rep, similarity = near_duplicate_representatives(signatures, nd.threshold)
         rep_rows = alive_index[rep]
         cluster_id[alive_index] = df["row_id"].to_numpy()[rep_rows]

@@ -267,9 +267,9 @@ def _reserved_cache(model: Any, capacity: int) -> Any | None:
 
 
 PREFILL_CALL_TOKENS = 64
+"""The cost of one more forward call in the prompt pass, in padded tokens' worth of compute."""
 COMPACT_EVERY = 8
 """Ended rows leave the batch once they are at least 1/COMPACT_EVERY of it."""
-"""The cost of one more forward call in the prompt pass, in padded tokens' worth of compute."""
 
 
 def prefill_groups(lengths: Sequence[int], overhead: int = PREFILL_CALL_TOKENS) -> list[list[int]]:

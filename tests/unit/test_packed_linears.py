@@ -33,9 +33,9 @@ def test_outside_the_block_the_layer_is_exactly_f_linear() -> None:
         with packed.packed_linears(model):
             model(x)
         after = model(x)
-        layer = model[0]
-        assert torch.equal(after, model[2](torch.nn.functional.silu(layer(x))))
-        assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    first, last = model[0], model[2]
+    hidden = torch.nn.functional.silu(torch.nn.functional.linear(x, first.weight, first.bias))
+    assert torch.equal(after, torch.nn.functional.linear(hidden, last.weight, last.bias))
 
 
 def test_a_weight_changed_after_packing_is_packed_again() -> None:
