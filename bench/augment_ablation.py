@@ -46,18 +46,62 @@ CPU_OVERRIDES: dict[str, Any] = {
     "evaluate.generation.max_new_tokens": 24,
     "evaluate.generation.batch_size": 32,
 }
-SETTINGS = {
-    # Low resource: 100 English classification / short-answer rows.
-    "lowres_en_100": AblationSetting(
-        "lowres_en_100", train_rows=100, tasks=("classification", "qa"), languages=("en",)
+# Each setting: which rows, and its own overrides on top of CPU_OVERRIDES.
+TEN_EPOCHS_OF_24 = {"train.max_steps": 60, "train.eval_every": 60, "train.save_every": 60}
+MORE_CANDIDATES = {"augment.synonym.n_aug": 4, "augment.backtranslation.pivots": ["spa", "cat"]}
+SETTINGS: dict[str, tuple[AblationSetting, dict[str, Any]]] = {
+    # Low resource: 100 English classification / short-answer rows, under one epoch.
+    "lowres_en_100": (
+        AblationSetting(
+            "lowres_en_100", train_rows=100, tasks=("classification", "qa"), languages=("en",)
+        ),
+        {},
+    ),
+    # The same rows, three seeds, tested on the unused train rows too (a narrower CI).
+    "lowres_en_100_3seeds": (
+        AblationSetting(
+            "lowres_en_100_3seeds",
+            train_rows=100,
+            tasks=("classification", "qa"),
+            languages=("en",),
+            test_unused_train=True,
+            seeds=3,
+        ),
+        {},
+    ),
+    # Very low resource, many epochs: 24 English classification rows, 10 epochs, three seeds,
+    # more candidates per row; tested on every other English classification row.
+    "cls24_10epochs": (
+        AblationSetting(
+            "cls24_10epochs",
+            train_rows=24,
+            tasks=("classification",),
+            languages=("en",),
+            test_unused_train=True,
+            seeds=3,
+        ),
+        {**TEN_EPOCHS_OF_24, **MORE_CANDIDATES},
+    ),
+    # The same without the fluency check (more candidates pass, worse ones too).
+    "cls24_10epochs_nofluency": (
+        AblationSetting(
+            "cls24_10epochs_nofluency",
+            train_rows=24,
+            tasks=("classification",),
+            languages=("en",),
+            test_unused_train=True,
+            seeds=3,
+        ),
+        {**TEN_EPOCHS_OF_24, **MORE_CANDIDATES, "augment.filter.fluency_model": None},
     ),
     # The whole train split (both languages, every task), 60 test rows.
-    "full_train": AblationSetting("full_train", test_rows=60),
+    "full_train": (AblationSetting("full_train", test_rows=60), {}),
 }
 
 
-def load_previous(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Results of ``path`` run with the same ``overrides`` (others are dropped: rerun)."""
+def load_previous(path: Path | None, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Results in ``path`` of the settings in ``runs`` run with the same overrides (a setting
+    run with others is dropped: it runs again)."""
     if path is None:
         return {}
     try:
@@ -65,9 +109,11 @@ def load_previous(path: Path | None, overrides: dict[str, Any]) -> dict[str, Any
     except (OSError, ValueError) as err:
         raise SftopsError(f"{path}: cannot read previous results ({err})") from err
     kept = {}
-    for name, result in previous.items():
-        if result.get("overrides", overrides) == overrides:  # older files recorded none
-            kept[name] = result
+    for name, overrides in runs.items():
+        if name not in previous:
+            continue
+        if previous[name].get("overrides", overrides) == overrides:  # older files had none
+            kept[name] = previous[name]
         else:
             print(f"{name}: in {path} with other overrides, run again")
     return kept
@@ -81,19 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
-    overrides = {**CPU_OVERRIDES, **dict(parse_override(o) for o in args.overrides)}
+    cli = dict(parse_override(o) for o in args.overrides)
     out: Path = args.out
+    names = args.setting or list(SETTINGS)
+    runs = {name: {**CPU_OVERRIDES, **SETTINGS[name][1], **cli} for name in names}
     try:
-        results = load_previous(args.previous, overrides)
-        for name in args.setting or list(SETTINGS):
-            if name in results:
+        previous = load_previous(args.previous, runs)
+        results = {}
+        for name in names:
+            if name in previous:
                 print(f"{name}: reused from {args.previous}")
+                results[name] = previous[name]
                 continue
-            params = load_params(ROOT / "params.yaml", overrides)
+            params = load_params(ROOT / "params.yaml", runs[name])
             results[name] = run_ablation(
-                params, SETTINGS[name], out / "ablation", mlflow=not args.no_mlflow
+                params, SETTINGS[name][0], out / "ablation", mlflow=not args.no_mlflow
             )
-            results[name]["overrides"] = overrides
+            results[name]["overrides"] = runs[name]
             print(table_markdown([results[name]]), flush=True)
     except SftopsError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -104,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "augment_ablation.json").write_text(json.dumps(results, indent=2))
     (out / "augment_ablation.md").write_text(
         "# Augmentation ablation (with minus without; paired bootstrap, 95% CI)\n\n"
-        f"Overrides: `{json.dumps(overrides)}`\n\n{table}"
+        + "".join(
+            f"- `{n}` overrides: `{json.dumps(r.get('overrides'))}`\n" for n, r in results.items()
+        )
+        + f"\n{table}"
     )
     return 0
 

@@ -16,6 +16,10 @@ def ablate_augment(
     name: str = Field("default", description="Setting name (file name of the result)."),
     train_rows: int | None = Field(None, description="Train rows per arm before augmentation."),
     test_rows: int | None = Field(None, description="At most this many test rows."),
+    test_unused_train: bool = Field(
+        False, description="Also test on the train rows the setting does not train on."
+    ),
+    seeds: int = Field(1, ge=1, description="Train each arm under this many seeds."),
     tasks: list[str] = Field(default_factory=list, description="Only rows of these tasks."),
     languages: list[str] = Field(default_factory=list, description="Only these languages."),
     overrides: dict[str, Any] = Field(
@@ -32,6 +36,8 @@ def ablate_augment(
         name=name,
         train_rows=train_rows,
         test_rows=test_rows,
+        test_unused_train=test_unused_train,
+        seeds=seeds,
         tasks=tuple(tasks),
         languages=tuple(languages),
     )

@@ -457,6 +457,16 @@ def ablate_augment_command(
         int | None, typer.Option(help="Train rows per arm before augmentation (by hash).")
     ] = None,
     test_rows: Annotated[int | None, typer.Option(help="At most this many test rows.")] = None,
+    test_unused_train: Annotated[
+        bool,
+        typer.Option(
+            help="Also test on the train rows this setting does not train on (no shared "
+            "near-dup cluster): more test rows, a narrower CI."
+        ),
+    ] = False,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Train each arm under this many seeds; average per row.")
+    ] = 1,
     task: Annotated[
         list[str] | None, typer.Option(help="Only rows of this task (repeatable).")
     ] = None,
@@ -478,6 +488,8 @@ def ablate_augment_command(
             name=name,
             train_rows=train_rows,
             test_rows=test_rows,
+            test_unused_train=test_unused_train,
+            seeds=seeds,
             tasks=tuple(task or ()),
             languages=tuple(lang or ()),
         )

@@ -39,6 +39,13 @@ class AblationSetting:
     tasks: tuple[str, ...] = ()  # empty: every task
     languages: tuple[str, ...] = ()  # empty: every language
     seed: int = 0
+    # Also test on the train split's rows this setting does not train on (low resource leaves
+    # most of them unused; more test rows give a narrower CI). Rows sharing a near-dup cluster
+    # with a training row are left out, as the split itself does.
+    test_unused_train: bool = False
+    # Train each arm this many times (train.seed, +1, ...) and average each test row's scores:
+    # one seed's difference mixes augmentation's effect with data-order luck.
+    seeds: int = 1
 
 
 def _order_key(seed: int, row_id: str) -> str:
@@ -74,25 +81,54 @@ def select_rows(
     return chosen.reset_index(drop=True)
 
 
-def row_losses(model: Any, tokenizer: Any, test: pd.DataFrame, params: Params) -> np.ndarray:
+def unused_train_rows(pool: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``pool`` that are not in ``chosen`` and share no near-dup cluster with it.
+
+    >>> pool = pd.DataFrame({"row_id": list("abcd"), "cluster_id": ["x", "x", "y", None]})
+    >>> unused_train_rows(pool, pool.iloc[[0]])["row_id"].tolist()
+    ['c', 'd']
+    """
+    clusters = pool["cluster_id"].fillna(pool["row_id"]) if "cluster_id" in pool else pool["row_id"]
+    used = clusters[pool["row_id"].isin(chosen["row_id"])]
+    keep = ~pool["row_id"].isin(chosen["row_id"]) & ~clusters.isin(used)
+    return pool[keep].reset_index(drop=True)
+
+
+def row_losses(
+    model: Any, tokenizer: Any, test: pd.DataFrame, params: Params, batch_size: int = 8
+) -> np.ndarray:
     """Mean per-token NLL of each test row's reference answer (NaN where nothing is scored):
     the per-row counterpart of ``evaluation.evaluate.reference_nll``, so loss gets a paired CI."""
-    from sftops.modeling.data import encode_rows, single_rows
-    from sftops.modeling.loss import mean_loss
+    import torch
+    import torch.nn.functional as F
+
+    from sftops.modeling.data import IGNORE_INDEX, collate, encode_rows, single_rows
 
     out = np.full(len(test), np.nan)
+    scored: list[int] = []
+    rows = []
     for i in range(len(test)):
         examples, _ = encode_rows(test.iloc[[i]], tokenizer, params.train.max_length)
         if examples:
-            out[i] = mean_loss(
-                model,
-                single_rows(examples),
-                1,
-                tokenizer.pad_token_id,
-                False,
-                model.device,
-                None,
+            scored.append(i)
+            rows.extend(single_rows(examples))
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(rows), batch_size):
+            batch = collate(rows[start : start + batch_size], tokenizer.pad_token_id, False)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits[:, :-1]
+            targets = batch["labels"][:, 1:]
+            nll = F.cross_entropy(
+                logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
             )
+            counts = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+            for j, loss in enumerate((nll.sum(dim=1) / counts).tolist()):
+                out[scored[start + j]] = loss
+    model.train(was_training)
     return out
 
 
@@ -105,6 +141,7 @@ class ArmResult:
     row_loss: list[float]
     accuracy: float | None
     seconds: float
+    per_seed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -216,6 +253,43 @@ def _train_and_evaluate(
     )
 
 
+def average_seeds(runs: list[ArmResult], metric: str, first_seed: int) -> ArmResult:
+    """One arm from its runs under successive seeds: each row's scores and loss averaged over
+    the runs (the paired bootstrap then resamples rows of those means), each run's own means
+    kept in ``per_seed``."""
+    per_seed = [
+        {
+            "seed": first_seed + k,
+            metric: float(np.mean(run.row_scores[metric])) if metric in run.row_scores else None,
+            "loss": float(np.nanmean(run.row_loss)) if np.isfinite(run.row_loss).any() else None,
+            "accuracy": run.accuracy,
+        }
+        for k, run in enumerate(runs)
+    ]
+    if len(runs) == 1:
+        runs[0].per_seed = per_seed
+        return runs[0]
+    losses = np.array([run.row_loss for run in runs], dtype=float)
+    finite = np.isfinite(losses).any(axis=0)
+    accuracies = [run.accuracy for run in runs if run.accuracy is not None]
+    return ArmResult(
+        name=runs[0].name,
+        train_rows=runs[0].train_rows,
+        train_summary=runs[0].train_summary,
+        row_scores={
+            key: [float(x) for x in np.mean([run.row_scores[key] for run in runs], axis=0)]
+            for key in runs[0].row_scores
+        },
+        row_loss=[
+            float(np.nanmean(losses[:, i])) if finite[i] else math.nan
+            for i in range(losses.shape[1])
+        ],
+        accuracy=float(np.mean(accuracies)) if accuracies else None,
+        seconds=sum(run.seconds for run in runs),
+        per_seed=per_seed,
+    )
+
+
 def ablate_augment(params: Params, setting: AblationSetting, out_dir: str | Path) -> AblationResult:
     """Train both arms on the setting's rows (augmented or not), evaluate on the same test rows."""
     from sftops.augment.augment import augment_table
@@ -235,9 +309,11 @@ def ablate_augment(params: Params, setting: AblationSetting, out_dir: str | Path
         splits["train"], setting.tasks, setting.languages, setting.train_rows, setting.seed
     )
     val = select_rows(splits["validation"], setting.tasks, setting.languages, None, setting.seed)
-    test = select_rows(
-        splits["test"], setting.tasks, setting.languages, setting.test_rows, setting.seed
-    )
+    test = select_rows(splits["test"], setting.tasks, setting.languages, None, setting.seed)
+    if setting.test_unused_train:
+        pool = select_rows(splits["train"], setting.tasks, setting.languages, None, setting.seed)
+        test = pd.concat([test, unused_train_rows(pool, train_rows)], ignore_index=True)
+    test = select_rows(test, (), (), setting.test_rows, setting.seed)
     test = test[test["output"].fillna("").str.strip() != ""].reset_index(drop=True)
     if train_rows.empty or test.empty:
         raise SftopsError(
@@ -255,9 +331,17 @@ def ablate_augment(params: Params, setting: AblationSetting, out_dir: str | Path
         augment_summary=augmented.summary(),
     )
     tables = {ARMS[0]: augmented.table, ARMS[1]: train_rows}
-    for name in ARMS:
-        result.arms[name] = _train_and_evaluate(name, params, tables[name], val, test, out)
     metric = result.primary_metric
+    for name in ARMS:
+        runs = []
+        for k in range(setting.seeds):
+            seeded = params.model_copy(
+                update={"train": params.train.model_copy(update={"seed": params.train.seed + k})}
+            )
+            runs.append(
+                _train_and_evaluate(name, seeded, tables[name], val, test, out / f"seed{k}")
+            )
+        result.arms[name] = average_seeds(runs, metric, params.train.seed)
     if metric not in result.arms[ARMS[0]].row_scores:
         raise SftopsError(
             f"promote.primary_metric {metric!r} has no per-row score "
@@ -272,9 +356,9 @@ def ablate_augment(params: Params, setting: AblationSetting, out_dir: str | Path
 def table_markdown(results: list[dict[str, Any]]) -> str:
     """The ablation table: one line per setting, the differences with their 95% CIs."""
     lines = [
-        "| setting | train rows (with aug) | test rows | steps | metric | without | with | "
+        "| setting | train rows (with aug) | test rows | steps | seeds | metric | without | with | "
         "diff [95% CI] | loss without | loss with | loss diff [95% CI] | verdict |",
-        "|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|---|---|",
     ]
     for r in results:
         c, metric = r["comparison"], r["primary_metric"]
@@ -283,7 +367,8 @@ def table_markdown(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['setting']['name']} | {arms[ARMS[1]]['train_rows']} "
             f"({arms[ARMS[0]]['train_rows']}) | {r['test_rows']} | "
-            f"{arms[ARMS[0]]['train_summary']['steps']} | {metric} | {m['without']:.4f} | "
+            f"{arms[ARMS[0]]['train_summary']['steps']} | {r['setting'].get('seeds', 1)} | "
+            f"{metric} | {m['without']:.4f} | "
             f"{m['with']:.4f} | {m['diff']:+.4f} [{m['ci'][0]:+.4f}, {m['ci'][1]:+.4f}] | "
             f"{loss['without']:.4f} | {loss['with']:.4f} | {loss['diff']:+.4f} "
             f"[{loss['ci'][0]:+.4f}, {loss['ci'][1]:+.4f}] | {c['verdict']} |"
@@ -329,6 +414,10 @@ def log_to_mlflow(result: AblationResult, params: Params, artifact: Path) -> str
         )
     for name, arm in result.arms.items():
         metrics[f"{name}.train_rows"] = arm.train_rows
+        for seed_run in arm.per_seed:
+            for key in (result.primary_metric, "loss"):
+                if seed_run.get(key) is not None:
+                    metrics[f"{name}.seed{seed_run['seed']}.{key}"] = seed_run[key]
         if arm.accuracy is not None:
             metrics[f"{name}.accuracy"] = arm.accuracy
     client.log_batch(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -52,4 +54,49 @@ def test_table_lists_both_arms_and_the_interval() -> None:
         "comparison": compare_arms(a, b, "token_f1", 100),
     }
     line = table_markdown([summary]).splitlines()[-1]
-    assert line.startswith("| tiny | 2 (4) | 2 | 3 | token_f1 | 0.5000 | 1.0000 | +0.5000 [")
+    assert line.startswith("| tiny | 2 (4) | 2 | 3 | 1 | token_f1 | 0.5000 | 1.0000 | +0.5000 [")
+
+
+def test_seeds_are_averaged_per_row_and_each_seed_is_kept() -> None:
+    from sftops.mlops.ablation import average_seeds
+
+    runs = [
+        arm("with_augmentation", [1.0, 0.0], [0.5, float("nan")]),
+        arm("with_augmentation", [0.0, 0.0], [0.7, 0.9]),
+    ]
+    merged = average_seeds(runs, "token_f1", first_seed=3)
+    assert merged.row_scores["token_f1"] == [0.5, 0.0]
+    assert merged.row_loss == pytest.approx([0.6, 0.9])  # a NaN seed leaves the other
+    assert [s["seed"] for s in merged.per_seed] == [3, 4]
+    assert [s["token_f1"] for s in merged.per_seed] == [0.5, 0.0]
+    assert merged.seconds == 2.0
+
+
+def test_row_losses_in_batches_equal_one_row_at_a_time(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from sftops.config import Params
+    from sftops.mlops.ablation import row_losses
+    from sftops.modeling.data import encode_rows, single_rows
+    from sftops.modeling.loss import mean_loss
+    from sftops.modeling.models import load_causal_lm, load_tokenizer
+    from tests.assets.tiny_models import tiny_llama
+
+    folder = tiny_llama(tmp_path / "tiny")
+    tokenizer = load_tokenizer(folder)
+    model = load_causal_lm(folder, tokenizer=tokenizer)
+    test = pd.DataFrame(
+        {
+            "instruction": ["What is the capital of France?", "Add the numbers.", "Say hi."],
+            "input": ["", "1 + 2 and 10 * 10, then more words to make this row longer", ""],
+            "output": ["Paris.", "3 and 100", "hi"],
+        }
+    )
+    params = Params()
+    batched = row_losses(model, tokenizer, test, params, batch_size=2)
+    for i in range(len(test)):
+        examples, _ = encode_rows(test.iloc[[i]], tokenizer, params.train.max_length)
+        alone = mean_loss(
+            model, single_rows(examples), 1, tokenizer.pad_token_id, False, model.device, None
+        )
+        assert batched[i] == pytest.approx(alone, rel=1e-4)
