@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,9 +15,8 @@ from tests.assets.tiny_models import tiny_llama
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_ablation_trains_both_arms_on_the_same_rows_and_logs_one_mlflow_run(
-    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _params_with_splits(repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Params on a tiny model, the data stages run on the sample data into ``tmp_path``."""
     from sftops.mlops.pipeline import DATA_STAGES, stage_function
 
     model = tiny_llama(tmp_path / "tiny")
@@ -55,6 +55,13 @@ def test_ablation_trains_both_arms_on_the_same_rows_and_logs_one_mlflow_run(
     for stage in DATA_STAGES:
         if stage != "augment":
             stage_function(stage)(params)
+    return params
+
+
+def test_ablation_trains_both_arms_on_the_same_rows_and_logs_one_mlflow_run(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = _params_with_splits(repo_root, tmp_path, monkeypatch)
     setting = AblationSetting(
         "tiny", train_rows=20, test_rows=8, tasks=("classification",), languages=("en",)
     )
@@ -79,3 +86,33 @@ def test_ablation_trains_both_arms_on_the_same_rows_and_logs_one_mlflow_run(
     assert len(runs) == 1 and runs[0].info.run_id == summary["mlflow_run_id"]
     assert "token_f1.diff_ci_low" in runs[0].data.metrics
     assert runs[0].data.tags["verdict"] == comparison["verdict"]
+
+
+def test_seeds_and_unused_train_rows_widen_the_ablation(
+    repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sftops.io import read_table
+    from sftops.mlops.ablation import select_rows, unused_train_rows
+
+    params = _params_with_splits(repo_root, tmp_path, monkeypatch)
+    setting = AblationSetting(
+        "wide",
+        train_rows=20,
+        tasks=("classification",),
+        languages=("en",),
+        test_unused_train=True,
+        seeds=2,
+    )
+    summary = run_ablation(params, setting, tmp_path / "out", mlflow=False)
+    splits = {s: read_table(params.paths.split(s)) for s in ("train", "test")}
+    pool = select_rows(splits["train"], ("classification",), ("en",), None, 0)
+    trained = select_rows(splits["train"], ("classification",), ("en",), 20, 0)
+    unused = unused_train_rows(pool, trained)
+    assert 0 < len(unused) <= len(pool) - len(trained)
+    assert not set(unused["row_id"]) & set(trained["row_id"])
+    test = select_rows(splits["test"], ("classification",), ("en",), None, 0)
+    assert summary["test_rows"] == len(test) + len(unused)
+    for arm in summary["arms"].values():
+        assert [s["seed"] for s in arm["per_seed"]] == [0, 1]
+    rows = json.loads((tmp_path / "out" / "wide.rows.json").read_text())
+    assert len(rows[ARMS[0]]["row_loss"]) == summary["test_rows"]
