@@ -16,7 +16,8 @@ cached rerun >= 20x faster than the first run.
 the hand-labelled candidates: precision and recall of "accept" against the labels, overall,
 per method and language, on the tuning part and on the held-out part (split by hash of the
 candidate, 50/50; thresholds were chosen on the tuning part only), side by side with the
-previous filter (embedding cosine >= 0.85 and the protected-token / length checks alone).
+previous filter (embedding cosine >= 0.85 and the protected-token / length checks alone) and
+the same filter without its fluency check (``augment.filter.fluency_model: null``).
 Target (issue 13): precision >= 0.95 on the held-out part, for English and for Chinese
 synonym replacement; for Chinese the precision/recall curve over the fluency threshold is
 printed on the tuning part (the held-out part is read at the chosen threshold only).
@@ -175,6 +176,11 @@ def label_bench(path: Path) -> int:
     reasons, similarity, nll = judge(*args, *extra, cfg, cache)
     seconds = time.perf_counter() - started
     table["ours"] = [r is None for r in reasons]
+    # The operating point the ablation found useful at 24 rows (bench/results/augment_ablation.md)
+    lenient = cfg.model_copy(
+        update={"filter": cfg.filter.model_copy(update={"fluency_model": None})}
+    )
+    table["no_fluency"] = [r is None for r in judge(*args, *extra, lenient, cache)[0]]
     table["previous"] = previous_filter(*args, cfg.filter)
     table["reason"] = [r or "" for r in reasons]
     table["similarity"], table["nll_increase"] = similarity, nll
@@ -187,6 +193,7 @@ def label_bench(path: Path) -> int:
     )
     print(
         f"{'slice':34s} {'n':>4s} {'good':>4s} | {'ours: acc':>9s} {'prec':>6s} {'recall':>6s} "
+        f"| {'no fluency: acc':>15s} {'prec':>6s} {'recall':>6s} "
         f"| {'previous: acc':>13s} {'prec':>6s} {'recall':>6s}"
     )
     english = table[table["lang"] == "en"]  # the default augment.languages
@@ -201,11 +208,13 @@ def label_bench(path: Path) -> int:
         slices.append((f"{method}/{lang} held_out", group[group["part"] == "held_out"]))
     for name, group in slices:
         ours = precision_recall(group["ours"].tolist(), group["good"].tolist())
+        lax = precision_recall(group["no_fluency"].tolist(), group["good"].tolist())
         old = precision_recall(group["previous"].tolist(), group["good"].tolist())
-        results[name] = {"ours": ours, "previous": old}
+        results[name] = {"ours": ours, "no_fluency": lax, "previous": old}
         print(
             f"{name:34s} {ours['n']:4d} {ours['good']:4d} | {ours['accepted']:9d} "
-            f"{ours['precision']:6.3f} {ours['recall']:6.3f} | {old['accepted']:13d} "
+            f"{ours['precision']:6.3f} {ours['recall']:6.3f} | {lax['accepted']:15d} "
+            f"{lax['precision']:6.3f} {lax['recall']:6.3f} | {old['accepted']:13d} "
             f"{old['precision']:6.3f} {old['recall']:6.3f}"
         )
     rates = table.groupby(["method", "lang"])["ours"].mean().round(4)
