@@ -296,6 +296,10 @@ def ablate_augment(params: Params, setting: AblationSetting, out_dir: str | Path
     from sftops.evaluation.evaluate import test_set_fingerprint
     from sftops.io import read_table
 
+    if setting.seeds < 1:
+        raise SftopsError(
+            f"ablation setting {setting.name!r}: seeds must be >= 1, not {setting.seeds}"
+        )
     paths = params.paths
     splits = {}
     for split in ("train", "validation", "test"):

@@ -100,3 +100,12 @@ def test_row_losses_in_batches_equal_one_row_at_a_time(tmp_path: Path) -> None:
             model, single_rows(examples), 1, tokenizer.pad_token_id, False, model.device, None
         )
         assert batched[i] == pytest.approx(alone, rel=1e-4)
+
+
+def test_zero_seeds_is_a_clear_error(tmp_path: Path) -> None:
+    from sftops.config import Params
+    from sftops.errors import SftopsError
+    from sftops.mlops.ablation import AblationSetting, ablate_augment
+
+    with pytest.raises(SftopsError, match="seeds must be >= 1"):
+        ablate_augment(Params(), AblationSetting("none", seeds=0), tmp_path)
