@@ -193,21 +193,58 @@ def compare_arms(
         "p_value": boot["p_value"],
         "rows": int(ok.sum()),
     }
-    out["verdict"] = verdict(out[metric]["ci"], out["loss"]["ci"])
+    seeds = list(zip(with_aug.per_seed, without.per_seed, strict=False))
+    out["per_seed"] = [
+        {
+            "seed": w["seed"],
+            **{
+                key: w[key] - o[key]
+                for key in (metric, "loss")
+                if w.get(key) is not None and o.get(key) is not None
+            },
+        }
+        for w, o in seeds
+    ]
+    out["verdict"] = verdict(
+        out[metric]["ci"],
+        out["loss"]["ci"],
+        [d[metric] for d in out["per_seed"] if metric in d],
+        [d["loss"] for d in out["per_seed"] if "loss" in d],
+    )
     return out
 
 
-def verdict(metric_ci: list[float], loss_ci: list[float]) -> str:
+def verdict(
+    metric_ci: list[float],
+    loss_ci: list[float],
+    metric_by_seed: list[float] | None = None,
+    loss_by_seed: list[float] | None = None,
+) -> str:
     """One word for the table: ``helps`` / ``hurts`` when a CI excludes 0, else ``no_difference``.
+
+    With several seeds, a CI counts only when most seeds' own differences have its sign: the
+    bootstrap resamples rows, so one lucky seed can move a CI without the others agreeing.
 
     >>> verdict([0.01, 0.2], [-0.1, 0.05]), verdict([-0.1, 0.1], [0.01, 0.03])
     ('helps', 'hurts')
     >>> verdict([-0.1, 0.1], [-0.2, 0.1])
     'no_difference'
+    >>> verdict([-0.1, 0.1], [-0.09, -0.01], [0.02, -0.02, -0.01], [0.03, -0.16, 0.01])
+    'no_difference'
+    >>> verdict([-0.1, 0.1], [-0.09, -0.01], [0.02, -0.02, -0.01], [-0.03, -0.16, 0.01])
+    'helps'
     """
-    if metric_ci[0] > 0 or (loss_ci[1] < 0 and metric_ci[1] >= 0):
+
+    def most_seeds(diffs: list[float] | None, sign: int) -> bool:
+        return not diffs or sum(1 for d in diffs if d * sign > 0) * 2 > len(diffs)
+
+    better_metric = metric_ci[0] > 0 and most_seeds(metric_by_seed, 1)
+    worse_metric = metric_ci[1] < 0 and most_seeds(metric_by_seed, -1)
+    lower_loss = loss_ci[1] < 0 and most_seeds(loss_by_seed, -1)
+    higher_loss = loss_ci[0] > 0 and most_seeds(loss_by_seed, 1)
+    if better_metric or (lower_loss and metric_ci[1] >= 0):
         return "helps"
-    if metric_ci[1] < 0 or loss_ci[0] > 0:
+    if worse_metric or higher_loss:
         return "hurts"
     return "no_difference"
 

@@ -109,3 +109,20 @@ def test_zero_seeds_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(SftopsError, match="seeds must be >= 1"):
         ablate_augment(Params(), AblationSetting("none", seeds=0), tmp_path)
+
+
+def test_a_loss_gain_carried_by_one_seed_is_no_difference() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 1, 200)
+    with_aug = arm("with_augmentation", list(base), list(1.0 - base * 0.1 - 0.05))
+    without = arm("without_augmentation", list(base), list(1.0 - base * 0.1))
+    with_aug.per_seed = [
+        {"seed": s, "token_f1": 0.5, "loss": loss} for s, loss in enumerate([0.6, 0.4, 0.62])
+    ]
+    without.per_seed = [{"seed": s, "token_f1": 0.5, "loss": 0.58} for s in range(3)]
+    c = compare_arms(with_aug, without, "token_f1", 300)
+    assert c["loss"]["ci"][1] < 0  # the rows alone would say "helps"
+    assert [round(d["loss"], 2) for d in c["per_seed"]] == [0.02, -0.18, 0.04]
+    assert c["verdict"] == "no_difference"
+    with_aug.per_seed[2]["loss"] = 0.5
+    assert compare_arms(with_aug, without, "token_f1", 300)["verdict"] == "helps"
