@@ -99,10 +99,8 @@ def row_losses(
 ) -> np.ndarray:
     """Mean per-token NLL of each test row's reference answer (NaN where nothing is scored):
     the per-row counterpart of ``evaluation.evaluate.reference_nll``, so loss gets a paired CI."""
-    import torch
-    import torch.nn.functional as F
-
-    from sftops.modeling.data import IGNORE_INDEX, collate, encode_rows, single_rows
+    from sftops.modeling.data import encode_rows, single_rows
+    from sftops.modeling.loss import row_mean_losses
 
     out = np.full(len(test), np.nan)
     scored: list[int] = []
@@ -112,23 +110,8 @@ def row_losses(
         if examples:
             scored.append(i)
             rows.extend(single_rows(examples))
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            batch = collate(rows[start : start + batch_size], tokenizer.pad_token_id, False)
-            batch = {k: v.to(model.device) for k, v in batch.items()}
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits[:, :-1]
-            targets = batch["labels"][:, 1:]
-            nll = F.cross_entropy(
-                logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            counts = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
-            for j, loss in enumerate((nll.sum(dim=1) / counts).tolist()):
-                out[scored[start + j]] = loss
-    model.train(was_training)
+    losses = row_mean_losses(model, rows, batch_size, tokenizer.pad_token_id, model.device)
+    out[scored] = losses
     return out
 
 
@@ -193,7 +176,7 @@ def compare_arms(
         "p_value": boot["p_value"],
         "rows": int(ok.sum()),
     }
-    seeds = list(zip(with_aug.per_seed, without.per_seed, strict=False))
+    seeds = list(zip(with_aug.per_seed, without.per_seed, strict=True))
     out["per_seed"] = [
         {
             "seed": w["seed"],
@@ -303,9 +286,6 @@ def average_seeds(runs: list[ArmResult], metric: str, first_seed: int) -> ArmRes
         }
         for k, run in enumerate(runs)
     ]
-    if len(runs) == 1:
-        runs[0].per_seed = per_seed
-        return runs[0]
     losses = np.array([run.row_loss for run in runs], dtype=float)
     finite = np.isfinite(losses).any(axis=0)
     accuracies = [run.accuracy for run in runs if run.accuracy is not None]

@@ -139,3 +139,31 @@ def mean_loss(
         count += n
     model.train(was_training)
     return total / max(1, count)
+
+
+@torch.no_grad()
+def row_mean_losses(
+    model: torch.nn.Module, rows: list[Row], batch_size: int, pad_id: int, device: torch.device
+) -> list[float]:
+    """Mean per-token loss of each (unpacked) row: :func:`mean_loss` row by row, in batches."""
+    was_training = model.training
+    model.eval()
+    out: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        batch = collate(rows[start : start + batch_size], pad_id, packed=False)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        targets = batch["labels"][:, 1:]
+        where = (targets != IGNORE_INDEX).reshape(-1).nonzero().squeeze(1)
+        inputs = {
+            "input_ids": batch["input_ids"],
+            "attention_mask": batch["attention_mask"],
+            "use_cache": False,
+        }
+        logits = _target_logits(model, inputs, where).float()
+        nll = F.cross_entropy(logits, targets.reshape(-1).index_select(0, where), reduction="none")
+        row_of = torch.div(where, targets.size(1), rounding_mode="floor")
+        sums = torch.zeros(len(targets), device=nll.device).index_add_(0, row_of, nll)
+        counts = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+        out.extend((sums / counts).tolist())
+    model.train(was_training)
+    return out
